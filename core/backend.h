@@ -1,0 +1,80 @@
+/* The backend seam: every operation the model needs, behind one table of function pointers.
+ *
+ * Model code calls these and never looks at which device it runs on; the CPU backend
+ * (core/cpu/) implements them with OpenBLAS and OpenMP, the CUDA backend (core/cuda/) with
+ * cuBLAS and its own kernels. Activations use the backend's act_dtype (fp32 on the CPU).
+ * Weights may be any float dtype (F32, F16, BF16); each backend converts as it needs.
+ *
+ * All ops return QH_OK or an error code with qh_fail() called. A backend object is not
+ * thread-safe: one forward pass at a time. */
+#ifndef QHEAD_BACKEND_H
+#define QHEAD_BACKEND_H
+
+#include "tensor.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A packed batch of variable-length sequences: token t of sequence s sits at row
+ * starts[s] + t. Tensors live on the backend's device (I32); host_starts mirrors starts. */
+typedef struct {
+    int n_seqs;
+    int n_tokens;
+    int max_len;
+    qh_tensor ids;       /* [n_tokens] token ids */
+    qh_tensor positions; /* [n_tokens] position of each token inside its sequence */
+    qh_tensor starts;    /* [n_seqs + 1] first row of each sequence, then n_tokens */
+    qh_tensor last_rows; /* [n_seqs] row of each sequence's last token */
+    const int32_t *host_starts;
+} qh_batch;
+
+typedef struct qh_backend qh_backend;
+struct qh_backend {
+    const char *name;
+    qh_device device;
+    qh_dtype act_dtype;
+    void *impl;
+
+    /* memory */
+    int (*alloc)(qh_backend *be, qh_tensor *t); /* t describes shape/dtype; fills data */
+    void (*release)(qh_backend *be, qh_tensor *t);
+    int (*upload)(qh_backend *be, const void *host, qh_tensor *t);    /* alloc + copy */
+    int (*download_f32)(qh_backend *be, const qh_tensor *t, float *host); /* any float dtype */
+    /* Make a weight usable on this device: the CPU keeps the memory-mapped view, a GPU copies. */
+    int (*weight)(qh_backend *be, const qh_tensor *host_view, qh_tensor *out);
+    int (*sync)(qh_backend *be);
+    void (*destroy)(qh_backend *be);
+
+    /* ops: x, out are [rows, cols] activations */
+    int (*embed)(qh_backend *be, const qh_tensor *table, const qh_tensor *ids, qh_tensor *out);
+    int (*rmsnorm)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, float eps, qh_tensor *out);
+    /* y[T, N] = x[T, K] * w[N, K]^T  (w as stored by transformers: [out_features, in_features]) */
+    int (*linear)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
+    /* Rotary embedding in place on q [T, n_heads*head_dim] and k [T, n_kv*head_dim],
+     * transformers' rotate-half convention, angle = position * theta^(-2i/head_dim). */
+    int (*rope)(qh_backend *be, qh_tensor *q, qh_tensor *k, const qh_tensor *positions,
+                int head_dim, double theta);
+    /* Causal softmax(q k^T / sqrt(head_dim)) v within each sequence of the batch; query head h
+     * reads KV head h / (n_heads / n_kv_heads) (grouped-query attention). */
+    int (*attention)(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v,
+                     qh_tensor *out, const qh_batch *batch, int n_heads, int n_kv_heads, int head_dim);
+    int (*silu_mul)(qh_backend *be, const qh_tensor *gate, const qh_tensor *up, qh_tensor *out);
+    int (*add)(qh_backend *be, qh_tensor *x, const qh_tensor *y); /* x += y */
+    /* out[i] = x[rows[i]] */
+    int (*gather_rows)(qh_backend *be, const qh_tensor *x, const qh_tensor *rows, qh_tensor *out);
+};
+
+/* "cpu", "cuda" or "auto" (CUDA when built with it and a device is present, else CPU). */
+int qh_backend_create(const char *name, qh_backend **out);
+void qh_backend_destroy(qh_backend *be);
+int qh_cuda_available(void);
+
+int qh_cpu_backend_create(qh_backend **out);
+#ifdef QHEAD_HAVE_CUDA
+int qh_cuda_backend_create(qh_backend **out);
+#endif
+
+/* A view of the first `rows` rows of t (no copy, not owned). */
+qh_tensor qh_tensor_head_rows(const qh_tensor *t, int64_t rows);
+
+#endif

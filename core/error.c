@@ -1,0 +1,41 @@
+#include "error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_error[1024];
+
+static void vrecord(const char *fmt, va_list ap) { vsnprintf(last_error, sizeof last_error, fmt, ap); }
+
+int qh_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vrecord(fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int qh_fail_errno(int code, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    vrecord(fmt, ap);
+    va_end(ap);
+    size_t n = strlen(last_error);
+    snprintf(last_error + n, sizeof last_error - n, ": %s", strerror(saved));
+    return code;
+}
+
+const char *qh_last_error(void) { return last_error[0] ? last_error : "unknown error"; }
+
+void qh_clear_error(void) { last_error[0] = '\0'; }
+
+int qh_report(const char *prog, int code)
+{
+    fprintf(stderr, "%s: %s\n", prog, qh_last_error());
+    return code == QH_EINPUT ? 2 : 1;
+}

@@ -1,0 +1,103 @@
+#include "llama_model.h"
+
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int load_weight(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, qh_tensor *out)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", m->ckpt->prefix, name);
+    qh_tensor view;
+    int rc = qh_checkpoint_weight(m->ckpt, full, rows, cols, &view);
+    if (!rc) rc = m->be->weight(m->be, &view, out);
+    return rc;
+}
+
+static int load_layer(qh_llama_model *m, int l)
+{
+    const qh_llama_config *c = &m->cfg;
+    qh_llama_layer *L = &m->layers[l];
+    int64_t h = c->hidden_size, f = c->intermediate_size;
+    int64_t qw = (int64_t)c->num_heads * c->head_dim, kw = (int64_t)c->num_kv_heads * c->head_dim;
+    char n[128];
+    int rc;
+#define W(field, suffix, rows, cols)                                   \
+    snprintf(n, sizeof n, "layers.%d.%s", l, suffix);                  \
+    if ((rc = load_weight(m, n, rows, cols, &L->field))) return rc;
+    W(attn_norm, "input_layernorm.weight", h, 0);
+    W(wq, "self_attn.q_proj.weight", qw, h);
+    W(wk, "self_attn.k_proj.weight", kw, h);
+    W(wv, "self_attn.v_proj.weight", kw, h);
+    W(wo, "self_attn.o_proj.weight", h, qw);
+    W(mlp_norm, "post_attention_layernorm.weight", h, 0);
+    W(w_gate, "mlp.gate_proj.weight", f, h);
+    W(w_up, "mlp.up_proj.weight", f, h);
+    W(w_down, "mlp.down_proj.weight", h, f);
+#undef W
+    return QH_OK;
+}
+
+static void release_weight(qh_backend *be, qh_tensor *t)
+{
+    if (t->owned) be->release(be, t);
+}
+
+void qh_llama_free(qh_llama_model *m)
+{
+    if (!m) return;
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.num_layers; l++) {
+            qh_tensor *w = (qh_tensor *)&m->layers[l];
+            for (size_t i = 0; i < sizeof(qh_llama_layer) / sizeof(qh_tensor); i++) release_weight(m->be, &w[i]);
+        }
+    }
+    release_weight(m->be, &m->embed);
+    release_weight(m->be, &m->final_norm);
+    free(m->layers);
+    qh_checkpoint_close(m->ckpt);
+    free(m);
+}
+
+int qh_llama_load(const char *dir, qh_backend *be, qh_llama_model **out)
+{
+    *out = NULL;
+    qh_llama_model *m = calloc(1, sizeof *m);
+    if (!m) return qh_fail(QH_ESYS, "out of memory");
+    m->be = be;
+    int rc = qh_checkpoint_open(dir, &m->ckpt);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->cfg = m->ckpt->cfg;
+    m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
+    if (!m->layers) rc = qh_fail(QH_ESYS, "out of memory");
+    if (!rc) rc = load_weight(m, "embed_tokens.weight", m->cfg.vocab_size, m->cfg.hidden_size, &m->embed);
+    if (!rc) rc = load_weight(m, "norm.weight", m->cfg.hidden_size, 0, &m->final_norm);
+    for (int l = 0; !rc && l < m->cfg.num_layers; l++) rc = load_layer(m, l);
+    const qh_safetensors *st = NULL;
+    const qh_st_tensor *score = rc ? NULL : qh_checkpoint_find(m->ckpt, "score.weight", &st);
+    if (score) {
+        int64_t labels = score->ndim == 2 ? score->shape[0] : 0;
+        rc = qh_checkpoint_weight(m->ckpt, "score.weight", labels, m->cfg.hidden_size, &m->score);
+        if (!rc && labels < 1) rc = qh_fail(QH_EINPUT, "%s: score.weight has no rows", st->path);
+        m->has_score = !rc;
+    }
+    if (rc) {
+        qh_llama_free(m);
+        return rc;
+    }
+    *out = m;
+    return QH_OK;
+}
+
+double qh_llama_flops_per_token(const qh_llama_config *c)
+{
+    double h = c->hidden_size, f = c->intermediate_size;
+    double qw = (double)c->num_heads * c->head_dim, kw = (double)c->num_kv_heads * c->head_dim;
+    double per_layer = h * qw * 2 + h * kw * 2 + 3 * h * f;
+    return 2.0 * per_layer * c->num_layers;
+}

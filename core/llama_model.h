@@ -1,0 +1,44 @@
+/* The LLaMA backbone: weights on a backend, and the forward pass that turns packed batches of
+ * token sequences into each sequence's last-token final hidden state (what
+ * LlamaForSequenceClassification pools). */
+#ifndef QHEAD_LLAMA_MODEL_H
+#define QHEAD_LLAMA_MODEL_H
+
+#include "backend.h"
+#include "checkpoint.h"
+
+typedef struct {
+    qh_tensor attn_norm, wq, wk, wv, wo;
+    qh_tensor mlp_norm, w_gate, w_up, w_down;
+} qh_llama_layer;
+
+typedef struct {
+    qh_llama_config cfg;
+    qh_checkpoint *ckpt;
+    qh_backend *be;
+    qh_tensor embed, final_norm;
+    qh_llama_layer *layers;
+    int has_score;   /* LlamaForSequenceClassification checkpoints carry a head */
+    qh_tensor score; /* host view of score.weight [num_labels, hidden] */
+} qh_llama_model;
+
+/* Open dir (see checkpoint.h), check every tensor against config.json and hand the weights to
+ * the backend. lm_head.weight is ignored. */
+int qh_llama_load(const char *dir, qh_backend *be, qh_llama_model **out);
+void qh_llama_free(qh_llama_model *m);
+
+typedef struct qh_llama_ctx qh_llama_ctx;
+
+/* Workspace for micro-batches of up to batch_tokens tokens (longer sequences grow it). */
+int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out);
+void qh_llama_ctx_free(qh_llama_ctx *ctx);
+
+/* Sequences back to back in ids (lengths[s] tokens each, all >= 1); writes hidden[n_seqs, H]
+ * in fp32. Token ids are checked against the vocabulary first. Sequences are packed into
+ * micro-batches in the given order, without padding. */
+int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, float *hidden);
+
+/* Multiply-adds of the backbone for n tokens (for reporting FLOP/s). */
+double qh_llama_flops_per_token(const qh_llama_config *cfg);
+
+#endif

@@ -1,0 +1,113 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *tu_mkdtemp(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/qhead-%s-XXXXXX", base, tag);
+    if (!mkdtemp(path)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return path;
+}
+
+void tu_rmtree(const char *path)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+char *tu_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+char *tu_write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    char *p = tu_path(dir, name);
+    FILE *fp = fopen(p, "wb");
+    if (!fp || (len && fwrite(data, 1, len, fp) != len) || fclose(fp) != 0) {
+        perror(p);
+        abort();
+    }
+    return p;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return strdup("");
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    buf[got] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+int tu_run(const char *cmdline, char **out, char **err)
+{
+    char *dir = tu_mkdtemp("run");
+    char *o = tu_path(dir, "stdout"), *e = tu_path(dir, "stderr");
+    size_t n = strlen(cmdline) + strlen(o) + strlen(e) + 64;
+    char *full = malloc(n);
+    snprintf(full, n, "%s >'%s' 2>'%s' </dev/null", cmdline, o, e);
+    int status = system(full);
+    if (out) *out = slurp(o);
+    if (err) *err = slurp(e);
+    tu_rmtree(dir);
+    free(full);
+    free(o);
+    free(e);
+    free(dir);
+    if (status == -1) return -1;
+    if (WIFEXITED(status)) {
+        int code = WEXITSTATUS(status);
+        /* the shell reports a child killed by a signal as 128+N */
+        return code > 128 ? -1 : code;
+    }
+    return -1;
+}
+
+int tu_count_lines(const char *s)
+{
+    int n = 0;
+    const char *p = s;
+    for (; *p; p++)
+        if (*p == '\n') n++;
+    if (p > s && p[-1] != '\n') n++;
+    return n;
+}
+
+uint64_t tu_rand_u64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double tu_rand_uniform(uint64_t *state) { return (double)(tu_rand_u64(state) >> 11) * 0x1.0p-53; }
+
+double tu_rand_normal(uint64_t *state)
+{
+    double u1 = tu_rand_uniform(state), u2 = tu_rand_uniform(state);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
