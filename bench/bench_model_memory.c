@@ -6,6 +6,8 @@
  * file-backed memory (pages of the memory-mapped weights, page cache the kernel can drop),
  * after loading and after one forward pass of N_TOKENS tokens on the CPU backend. */
 #include "backend.h"
+
+#include "clock.h"
 #include "error.h"
 #include "llama_model.h"
 
@@ -33,13 +35,6 @@ static void report(const char *when, double seconds)
            status_kb("VmHWM") / 1024.0);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -52,19 +47,19 @@ int main(int argc, char **argv)
     qh_llama_model *m;
     qh_llama_ctx *ctx;
     report("start", 0);
-    double t0 = now();
+    double t0 = qh_now_s();
     int rc = qh_backend_create("cpu", &be);
     if (!rc) rc = qh_llama_load(argv[1], be, &m);
     if (rc) return qh_report("bench_model_memory", rc);
-    report("after load", now() - t0);
+    report("after load", qh_now_s() - t0);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n; i++) ids[i] = (i * 7919 + 1) % m->cfg.vocab_size;
     float *hidden = malloc(sizeof(float) * (size_t)m->cfg.hidden_size);
-    t0 = now();
+    t0 = qh_now_s();
     rc = qh_llama_ctx_create(m, n, &ctx);
     if (!rc) rc = qh_llama_forward(ctx, ids, &n, 1, hidden);
     if (rc) return qh_report("bench_model_memory", rc);
-    report("after forward", now() - t0);
+    report("after forward", qh_now_s() - t0);
     long long bytes = 0;
     for (size_t i = 0; i < m->ckpt->n_shards; i++) bytes += (long long)m->ckpt->shards[i]->map_size;
     printf("checkpoint: %zu shard(s), %.2f GB on disk; %d tokens; hidden[0] = %g\n", m->ckpt->n_shards, bytes / 1e9, n,

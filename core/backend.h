@@ -2,7 +2,8 @@
  *
  * Model code calls these and never looks at which device it runs on; the CPU backend
  * (core/cpu/) implements them with OpenBLAS and OpenMP, the CUDA backend (core/cuda/) with
- * cuBLAS and its own kernels. Activations use the backend's act_dtype (fp32 on the CPU).
+ * cuBLAS and its own kernels. Activations use the backend's act_dtype (fp32 on the CPU, fp16
+ * on CUDA); the residual stream of the model is fp32 on every backend.
  * Weights may be any float dtype (F32, F16, BF16); each backend converts as it needs.
  *
  * All ops return QH_OK or an error code with qh_fail() called. A backend object is not
@@ -33,6 +34,9 @@ struct qh_backend {
     const char *name;
     qh_device device;
     qh_dtype act_dtype;
+    /* 1 when weight() and linear take quantized weights (qh_tensor_is_quantized: int8 and NF4
+     * with their scales in t->quant); the model loader refuses them on a backend without. */
+    int quant_weights;
     void *impl;
 
     /* memory */
@@ -48,7 +52,8 @@ struct qh_backend {
     /* ops: x, out are [rows, cols] activations */
     int (*embed)(qh_backend *be, const qh_tensor *table, const qh_tensor *ids, qh_tensor *out);
     int (*rmsnorm)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, float eps, qh_tensor *out);
-    /* y[T, N] = x[T, K] * w[N, K]^T  (w as stored by transformers: [out_features, in_features]) */
+    /* y[T, N] = x[T, K] * w[N, K]^T  (w as stored by transformers: [out_features, in_features];
+     * int8 and NF4 weights as described in quant.h, on backends with quant_weights) */
     int (*linear)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
     /* Rotary embedding in place on q [T, n_heads*head_dim] and k [T, n_kv*head_dim],
      * transformers' rotate-half convention, angle = position * theta^(-2i/head_dim). */
@@ -62,6 +67,20 @@ struct qh_backend {
     int (*add)(qh_backend *be, qh_tensor *x, const qh_tensor *y); /* x += y */
     /* out[i] = x[rows[i]] */
     int (*gather_rows)(qh_backend *be, const qh_tensor *x, const qh_tensor *rows, qh_tensor *out);
+
+    /* Optional fused ops (NULL where a backend has none; the model code then uses the plain
+     * ones). y += x w^T, y in fp32 or act_dtype (the residual add inside the matrix product). */
+    int (*linear_add)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
+    /* rope (positions from batch->positions) then attention, as the two ops would; q and k may
+     * be left unrotated. */
+    int (*rope_attention)(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v,
+                          qh_tensor *out, const qh_batch *batch, int n_heads, int n_kv_heads, int head_dim,
+                          double theta);
+    /* download_f32 in two halves, so the device can run on meanwhile: start queues the copy of t
+     * (after the work queued so far) and returns a ticket; host holds the values once
+     * download_wait(ticket) returns. At most two downloads in flight. */
+    int (*download_start)(qh_backend *be, const qh_tensor *t, float *host, int *ticket);
+    int (*download_wait)(qh_backend *be, int ticket);
 };
 
 /* "cpu", "cuda" or "auto" (CUDA when built with it and a device is present, else CPU). */

@@ -17,13 +17,14 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-static int add_shard(qh_checkpoint *ck, const char *file)
+/* file: a name inside ck->dir, or with path_as_is any path (a quantized backbone). */
+static int add_shard_path(qh_checkpoint *ck, const char *file, int path_as_is)
 {
     for (size_t i = 0; i < ck->n_shards; i++) {
         const char *p = strrchr(ck->shards[i]->path, '/');
         if (strcmp(p ? p + 1 : ck->shards[i]->path, file) == 0) return QH_OK;
     }
-    char *path = join(ck->dir, file);
+    char *path = path_as_is ? strdup(file) : join(ck->dir, file);
     qh_safetensors **grown = realloc(ck->shards, (ck->n_shards + 1) * sizeof *grown);
     if (!path || !grown) {
         free(path);
@@ -36,6 +37,8 @@ static int add_shard(qh_checkpoint *ck, const char *file)
     if (!rc) ck->n_shards++;
     return rc;
 }
+
+static int add_shard(qh_checkpoint *ck, const char *file) { return add_shard_path(ck, file, 0); }
 
 /* Sharded checkpoint: open every shard the index names and check the index against them. */
 static int open_sharded(qh_checkpoint *ck, const char *index_path)
@@ -71,9 +74,10 @@ static int open_sharded(qh_checkpoint *ck, const char *index_path)
     return rc;
 }
 
-/* Cheap, content-sensitive identity: config bytes, and each shard's size and header (which
- * holds every tensor's name, shape and offsets). Hashing 13.5 GB of weights would take a
- * minute; re-saved or edited checkpoints change their headers or sizes. */
+/* Cheap, content-sensitive identity: config bytes, each shard's size and header (every
+ * tensor's name, shape and offsets), and samples of every tensor's bytes (its first, middle
+ * and last 256 bytes). Hashing 13.5 GB of weights would take a minute; the samples tell apart
+ * checkpoints of the same shape (two fine-tunes, two random seeds) for a few hundred KB read. */
 static int compute_fingerprint(qh_checkpoint *ck, const char *config_path)
 {
     char *cfg = NULL;
@@ -89,6 +93,11 @@ static int compute_fingerprint(qh_checkpoint *ck, const char *config_path)
         uint64_t size = st->map_size;
         qh_sha256_update(&h, &size, sizeof size);
         qh_sha256_update(&h, (const uint8_t *)st->map + 8, (size_t)st->header_size);
+        for (size_t t = 0; t < st->n_tensors; t++) {
+            uint64_t b = st->tensors[t].begin, e = st->tensors[t].end, w = e - b < 256 ? e - b : 256;
+            uint64_t at[3] = {b, b + (e - b - w) / 2, e - w};
+            for (int k = 0; k < 3; k++) qh_sha256_update(&h, st->data + at[k], (size_t)w);
+        }
     }
     uint8_t d[32];
     qh_sha256_final(&h, d);
@@ -96,7 +105,9 @@ static int compute_fingerprint(qh_checkpoint *ck, const char *config_path)
     return QH_OK;
 }
 
-int qh_checkpoint_open(const char *dir, qh_checkpoint **out)
+int qh_checkpoint_open(const char *dir, qh_checkpoint **out) { return qh_checkpoint_open_file(dir, NULL, out); }
+
+int qh_checkpoint_open_file(const char *dir, const char *weights, qh_checkpoint **out)
 {
     *out = NULL;
     if (!qh_is_dir(dir))
@@ -110,7 +121,9 @@ int qh_checkpoint_open(const char *dir, qh_checkpoint **out)
     char *index = join(dir, "model.safetensors.index.json"), *bin = join(dir, "pytorch_model.bin");
     int rc = (!config || !single || !index || !bin) ? qh_fail(QH_ESYS, "out of memory") : QH_OK;
     if (!rc) rc = qh_llama_config_load(config, &ck->cfg);
-    if (!rc) {
+    if (!rc && weights) {
+        rc = add_shard_path(ck, weights, 1);
+    } else if (!rc) {
         if (qh_path_exists(single)) rc = add_shard(ck, "model.safetensors");
         else if (qh_path_exists(index)) rc = open_sharded(ck, index);
         else if (qh_path_exists(bin))

@@ -17,6 +17,10 @@ typedef struct {
 } qh_checkpoint;
 
 int qh_checkpoint_open(const char *dir, qh_checkpoint **out);
+/* The same with every weight from one safetensors file at any path (a quantized backbone written
+ * by quantize), config.json still from dir; weights NULL is qh_checkpoint_open. The fingerprint
+ * then covers config.json and that file. */
+int qh_checkpoint_open_file(const char *dir, const char *weights, qh_checkpoint **out);
 void qh_checkpoint_close(qh_checkpoint *ck);
 /* Find a tensor by full name in any shard; NULL if absent. */
 const qh_st_tensor *qh_checkpoint_find(const qh_checkpoint *ck, const char *name, const qh_safetensors **shard);

@@ -16,7 +16,11 @@ static const struct {
 
 size_t qh_dtype_size(qh_dtype t) { return (unsigned)t < QH_DTYPE_COUNT ? dtype_info[t].size : 0; }
 
-const char *qh_dtype_name(qh_dtype t) { return (unsigned)t < QH_DTYPE_COUNT ? dtype_info[t].name : "?"; }
+const char *qh_dtype_name(qh_dtype t)
+{
+    if (t == QH_NF4) return "NF4";
+    return (unsigned)t < QH_DTYPE_COUNT ? dtype_info[t].name : "?";
+}
 
 int qh_dtype_is_float(qh_dtype t) { return (unsigned)t < QH_DTYPE_COUNT && dtype_info[t].is_float; }
 
@@ -86,6 +90,7 @@ uint16_t qh_f32_to_bf16(float f)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 __attribute__((target("f16c,avx"))) static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n)
 {
@@ -101,7 +106,12 @@ __attribute__((target("f16c,avx"))) static void f16_to_f32_f16c(const uint16_t *
 static int have_f16c(void)
 {
     static int cached = -1;
+#ifdef __clang__ /* clang 14's __builtin_cpu_supports knows no "f16c": ask cpuid (the fuzz build) */
+    unsigned a, b, c, d;
+    if (cached < 0) cached = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#else
     if (cached < 0) cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#endif
     return cached;
 }
 #else

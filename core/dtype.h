@@ -16,7 +16,10 @@ typedef enum {
     QH_I8,
     QH_U8,
     QH_BOOL,
-    QH_DTYPE_COUNT
+    QH_DTYPE_COUNT, /* the safetensors dtypes above; qhead's own below (never in a file header) */
+    /* 4-bit NormalFloat codes of a quantized weight, two per byte (core/quant.h). Sub-byte:
+     * qh_dtype_size gives 0, qh_tensor_nbytes the packed size. */
+    QH_NF4 = 64
 } qh_dtype;
 
 size_t qh_dtype_size(qh_dtype t);

@@ -7,7 +7,19 @@
 
 static _Thread_local char last_error[1024];
 
-static void vrecord(const char *fmt, va_list ap) { vsnprintf(last_error, sizeof last_error, fmt, ap); }
+/* The message is one line even when it quotes a hostile file (a tensor name or a config string
+ * holding a newline): control characters other than tab become '?'. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) *s = '?';
+}
+
+static void vrecord(const char *fmt, va_list ap)
+{
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    one_line(last_error);
+}
 
 int qh_fail(int code, const char *fmt, ...)
 {

@@ -14,12 +14,21 @@ int qh_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
 {
     *out = NULL;
     if (out_len) *out_len = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return qh_fail_errno(QH_EINPUT, "%s: cannot open", path);
+    /* O_NONBLOCK so that a FIFO in place of the file is refused below instead of blocking
+     * open() forever; cleared again before reading. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return qh_fail_errno(QH_EINPUT, "%s: cannot open", path);
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return qh_fail(QH_EINPUT, "%s: not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    FILE *fp = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ? NULL : fdopen(fd, "rb");
+    if (!fp) {
+        int rc = qh_fail_errno(QH_ESYS, "%s: cannot open", path);
+        close(fd);
+        return rc;
     }
     if ((uint64_t)st.st_size > max_bytes) {
         fclose(fp);

@@ -4,6 +4,8 @@
 #include "fileio.h"
 #include "safetensors.h"
 
+#include "h5util.h"
+
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #define HEAD_FORMAT "qhead-head-1"
+#define MAX_HIDDEN (1 << 20) /* widest hidden state a head file may hold */
 
 int qh_head_create(int num_labels, int hidden_size, int with_bias, qh_head **out)
 {
@@ -74,6 +77,12 @@ static int load_safetensors_head(const char *path, qh_head **out)
         qh_st_close(st);
         return qh_fail(QH_EINPUT, "%s: no 2-D float tensor 'score.weight' in this head file", path);
     }
+    /* Checked before the casts to int below: [2^32 + 1, 1] would otherwise become one label. */
+    if (w->shape[0] < 1 || w->shape[0] > QH_MAX_LABELS || w->shape[1] < 1 || w->shape[1] > MAX_HIDDEN) {
+        qh_st_close(st);
+        return qh_fail(QH_EINPUT, "%s: score.weight is [%lld, %lld]; a head has 1..%d labels of width 1..%d", path,
+                       (long long)w->shape[0], (long long)w->shape[1], QH_MAX_LABELS, MAX_HIDDEN);
+    }
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0] || !qh_dtype_is_float(b->dtype))) {
         qh_st_close(st);
         return qh_fail(QH_EINPUT, "%s: 'score.bias' does not match score.weight", path);
@@ -91,85 +100,32 @@ static int load_safetensors_head(const char *path, qh_head **out)
 static int read_f32(hid_t file, const char *path, const char *name, int rank, hsize_t *dims, float **out)
 {
     *out = NULL;
-    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-    if (ds < 0) return qh_fail(QH_EINPUT, "%s: no dataset '%s' in this head file", path, name);
-    hid_t sp = H5Dget_space(ds);
-    int got = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    int rc = QH_OK;
-    if (got != rank || H5Sget_simple_extent_dims(sp, dims, NULL) != rank)
-        rc = qh_fail(QH_EINPUT, "%s: dataset '%s' should have %d dimensions", path, name, rank);
+    if (qh_h5_dims(file, name, dims, rank) != rank) /* dims holds rank entries */
+        return qh_fail(QH_EINPUT, "%s: no %d-D dataset '%s' in this head file", path, rank, name);
     hsize_t n = 1;
-    for (int i = 0; !rc && i < rank; i++) {
-        if (dims[i] < 1 || dims[i] > (1u << 20)) rc = qh_fail(QH_EINPUT, "%s: dataset '%s' has an implausible size", path, name);
+    for (int i = 0; i < rank; i++) {
+        /* dims[0] counts labels (weight rows, bias entries), dims[1] the hidden width */
+        if (dims[i] < 1 || dims[i] > (i ? MAX_HIDDEN : QH_MAX_LABELS))
+            return qh_fail(QH_EINPUT, "%s: dataset '%s' has an implausible size (%llu in dimension %d)", path, name,
+                           (unsigned long long)dims[i], i);
         n *= dims[i];
     }
-    if (!rc && !(*out = malloc(sizeof(float) * (size_t)n))) rc = qh_fail(QH_ESYS, "out of memory");
-    if (!rc && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        rc = qh_fail(QH_EINPUT, "%s: cannot read dataset '%s'", path, name);
-    if (rc) {
+    if (!qh_h5_fully_stored(file, name))
+        return qh_fail(QH_EINPUT, "%s: dataset '%s' holds less data than its shape says (truncated?)", path, name);
+    if (!(*out = malloc(sizeof(float) * (size_t)n))) return qh_fail(QH_ESYS, "out of memory");
+    if (qh_h5_read(file, name, H5T_NATIVE_FLOAT, *out) < 0) {
         free(*out);
         *out = NULL;
+        return qh_fail(QH_EINPUT, "%s: cannot read dataset '%s'", path, name);
     }
-    if (sp >= 0) H5Sclose(sp);
-    H5Dclose(ds);
-    return rc;
-}
-
-/* Variable-length string memory type in the charset the attribute was written with
- * (HDF5 refuses to convert between ASCII and UTF-8). */
-static hid_t vlen_string_type_for(hid_t attr)
-{
-    hid_t ft = H5Aget_type(attr);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    if (ft >= 0) {
-        H5Tset_cset(t, H5Tget_cset(ft));
-        H5Tclose(ft);
-    }
-    return t;
-}
-
-static void read_string_attr(hid_t file, const char *name, char *dst, size_t size)
-{
-    if (H5Aexists(file, name) <= 0) return;
-    hid_t a = H5Aopen(file, name, H5P_DEFAULT);
-    hid_t t = vlen_string_type_for(a);
-    char *s = NULL;
-    hid_t sp = H5Aget_space(a);
-    if (H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, t, &s) >= 0 && s) {
-        snprintf(dst, size, "%s", s);
-        H5free_memory(s);
-    }
-    H5Sclose(sp);
-    H5Tclose(t);
-    H5Aclose(a);
-}
-
-static void read_labels(hid_t file, qh_head *h)
-{
-    if (H5Aexists(file, "labels") <= 0) return;
-    hid_t a = H5Aopen(file, "labels", H5P_DEFAULT);
-    hid_t sp = H5Aget_space(a);
-    hid_t t = vlen_string_type_for(a);
-    if (H5Sget_simple_extent_npoints(sp) == h->num_labels) {
-        char **names = calloc((size_t)h->num_labels, sizeof(char *));
-        if (names && H5Aread(a, t, names) >= 0) {
-            for (int i = 0; i < h->num_labels; i++)
-                if (names[i]) snprintf(h->label_names[i], sizeof h->label_names[i], "%s", names[i]);
-            H5Dvlen_reclaim(t, sp, H5P_DEFAULT, names);
-        }
-        free(names);
-    }
-    H5Tclose(t);
-    H5Sclose(sp);
-    H5Aclose(a);
+    return QH_OK;
 }
 
 int qh_head_load(const char *path, qh_head **out)
 {
     *out = NULL;
     if (!qh_path_exists(path)) return qh_fail(QH_EINPUT, "%s: no such head file (train one with train-head)", path);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported our way, one line */
+    qh_h5_quiet(); /* errors are reported our way, one line */
     if (H5Fis_hdf5(path) <= 0) {
         size_t n = strlen(path);
         if (n > 12 && strcmp(path + n - 12, ".safetensors") == 0) return load_safetensors_head(path, out);
@@ -191,8 +147,8 @@ int qh_head_load(const char *path, qh_head **out)
         (*out)->weight = w;
         (*out)->bias = b;
         w = b = NULL;
-        read_labels(file, *out);
-        read_string_attr(file, "model_fingerprint", (*out)->model_fingerprint, sizeof (*out)->model_fingerprint);
+        qh_h5_get_strs(file, "labels", (*out)->num_labels, &(*out)->label_names[0][0], sizeof (*out)->label_names[0]);
+        qh_h5_get_str(file, "model_fingerprint", (*out)->model_fingerprint, sizeof (*out)->model_fingerprint);
     }
     free(w);
     free(b);
@@ -200,47 +156,34 @@ int qh_head_load(const char *path, qh_head **out)
     return rc;
 }
 
-static herr_t write_f32(hid_t file, const char *name, int rank, const hsize_t *dims, const float *data)
-{
-    hid_t sp = H5Screate_simple(rank, dims, NULL);
-    hid_t ds = H5Dcreate2(file, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    return e;
-}
+int qh_head_save(const qh_head *h, const char *path) { return qh_head_save_record(h, NULL, path); }
 
-static herr_t write_strings(hid_t file, const char *name, const char *const *values, hsize_t n, int scalar)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
-    hid_t a = H5Acreate2(file, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, t, values);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return e;
-}
-
-int qh_head_save(const qh_head *h, const char *path)
+int qh_head_save_record(const qh_head *h, const qh_head_record *rec, const char *path)
 {
     char tmp[4200];
     int rc = qh_tmp_name(path, tmp, sizeof tmp);
     if (rc) return rc;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    qh_h5_quiet();
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) return qh_fail(QH_EINPUT, "%s: cannot create head file", tmp);
     hsize_t wd[2] = {(hsize_t)h->num_labels, (hsize_t)h->hidden_size}, bd[1] = {(hsize_t)h->num_labels};
     const char *labels[QH_MAX_LABELS];
     for (int i = 0; i < h->num_labels; i++) labels[i] = h->label_names[i];
-    const char *format = HEAD_FORMAT, *fp = h->model_fingerprint;
-    herr_t e = write_f32(file, "weight", 2, wd, h->weight);
-    if (e >= 0 && h->bias) e = write_f32(file, "bias", 1, bd, h->bias);
-    if (e >= 0) e = write_strings(file, "labels", labels, (hsize_t)h->num_labels, 0);
-    if (e >= 0) e = write_strings(file, "format", &format, 1, 1);
-    if (e >= 0) e = write_strings(file, "model_fingerprint", &fp, 1, 1);
+    herr_t e = qh_h5_write(file, "weight", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, wd, h->weight);
+    if (e >= 0 && h->bias) e = qh_h5_write(file, "bias", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, bd, h->bias);
+    if (e >= 0) e = qh_h5_set_strs(file, "labels", labels, h->num_labels);
+    if (e >= 0) e = qh_h5_set_str(file, "format", HEAD_FORMAT);
+    if (e >= 0) e = qh_h5_set_str(file, "model_fingerprint", h->model_fingerprint);
+    if (e >= 0 && rec && rec->hyperparameters_json) e = qh_h5_set_str(file, "hyperparameters", rec->hyperparameters_json);
+    if (e >= 0 && rec && rec->log_rows > 0) {
+        hsize_t ld[2] = {(hsize_t)rec->log_rows, (hsize_t)rec->log_cols};
+        e = qh_h5_write(file, "train_log", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, ld, rec->log);
+        if (e >= 0) {
+            hid_t ds = H5Dopen2(file, "train_log", H5P_DEFAULT);
+            e = ds < 0 ? -1 : qh_h5_set_strs(ds, "columns", rec->log_columns, rec->log_cols);
+            if (ds >= 0) H5Dclose(ds);
+        }
+    }
     if (H5Fclose(file) < 0) e = -1;
     if (e < 0) {
         unlink(tmp);

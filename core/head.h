@@ -7,6 +7,7 @@
  *   /weight  float32 [num_labels, hidden_size]
  *   /bias    float32 [num_labels]             (only when trained with --bias)
  *   attributes on /: format = "qhead-head-1", labels (strings), model_fingerprint (string)
+ * and, from train-head, attribute hyperparameters (JSON text) and /train_log (see below).
  * A safetensors file holding score.weight (and optionally score.bias) is accepted too. */
 #ifndef QHEAD_HEAD_H
 #define QHEAD_HEAD_H
@@ -31,6 +32,16 @@ int qh_head_from_tensor(const qh_tensor *score, const qh_llama_config *cfg, qh_h
 int qh_head_load(const char *path, qh_head **out);
 /* Write atomically (temporary name, fsync, rename). */
 int qh_head_save(const qh_head *h, const char *path);
+
+/* What train-head keeps beside the weights: attribute hyperparameters (a JSON object) and
+ * dataset /train_log float64 [rows, cols] whose attribute "columns" names the columns. */
+typedef struct {
+    const char *hyperparameters_json;
+    const double *log;
+    int log_rows, log_cols;
+    const char *const *log_columns;
+} qh_head_record;
+int qh_head_save_record(const qh_head *h, const qh_head_record *rec, const char *path);
 /* logits[n, num_labels] = hidden[n, hidden_size] W^T + b */
 void qh_head_apply(const qh_head *h, const float *hidden, int n, float *logits);
 

@@ -22,11 +22,12 @@ static int get_int(const char *path, const cJSON *root, const char *key, int req
         *out = dflt;
         return QH_OK;
     }
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long long)it->valuedouble)
-        return qh_fail(QH_EINPUT, "%s: '%s' must be an integer", path, key);
-    if (it->valuedouble < lo || it->valuedouble > hi)
-        return qh_fail(QH_EINPUT, "%s: '%s' is %.0f, outside [%d, %d]", path, key, it->valuedouble, lo, hi);
-    *out = (int)it->valuedouble;
+    if (!cJSON_IsNumber(it)) return qh_fail(QH_EINPUT, "%s: '%s' must be an integer", path, key);
+    /* Range first: converting a double outside int's range (1e300, inf) is undefined. */
+    double d = it->valuedouble;
+    if (!(d >= lo && d <= hi)) return qh_fail(QH_EINPUT, "%s: '%s' is %g, outside [%d, %d]", path, key, d, lo, hi);
+    if (d != (double)(int)d) return qh_fail(QH_EINPUT, "%s: '%s' must be an integer, not %g", path, key, d);
+    *out = (int)d;
     return QH_OK;
 }
 
@@ -64,18 +65,21 @@ static int parse_dtype(const char *path, const cJSON *root, qh_llama_config *cfg
 static int parse_rope(const char *path, const cJSON *root, qh_llama_config *cfg)
 {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *src = root;
     if (params && !cJSON_IsNull(params)) {
         if (!cJSON_IsObject(params)) return qh_fail(QH_EINPUT, "%s: 'rope_parameters' must be an object", path);
         src = params;
-        scaling = params;
     }
-    if (scaling && cJSON_IsObject(scaling)) {
+    /* Both spellings are checked: a 4.x rope_scaling next to a 5.x rope_parameters still scales. */
+    const char *keys[] = {"rope_parameters", "rope_scaling"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, keys[k]);
+        if (!scaling || cJSON_IsNull(scaling)) continue;
+        if (!cJSON_IsObject(scaling)) return qh_fail(QH_EINPUT, "%s: '%s' must be an object", path, keys[k]);
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(scaling, "rope_type");
         if (!type) type = cJSON_GetObjectItemCaseSensitive(scaling, "type");
         if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0))
-            return qh_fail(QH_EINPUT, "%s: rope type '%s' is not supported (only default RoPE)", path,
+            return qh_fail(QH_EINPUT, "%s: %s: rope type '%s' is not supported (only default RoPE)", path, keys[k],
                            cJSON_IsString(type) ? type->valuestring : "?");
     }
     int rc = get_double(path, src, "rope_theta", 10000.0, 0.0, 1e12, &cfg->rope_theta);
@@ -88,16 +92,27 @@ static int parse_labels(const char *path, const cJSON *root, qh_llama_config *cf
 {
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "id2label");
     cfg->num_labels = 0;
-    if (!map || !cJSON_IsObject(map)) return QH_OK;
+    if (!map || cJSON_IsNull(map)) return QH_OK;
+    if (!cJSON_IsObject(map)) return qh_fail(QH_EINPUT, "%s: 'id2label' must be an object", path);
     int n = cJSON_GetArraySize(map);
     if (n > QH_MAX_LABELS) return qh_fail(QH_EINPUT, "%s: id2label has %d labels, at most %d supported", path, n, QH_MAX_LABELS);
+    char seen[QH_MAX_LABELS] = {0};
     const cJSON *it;
     cJSON_ArrayForEach(it, map)
     {
-        char *end;
-        long id = strtol(it->string, &end, 10);
-        if (*end || id < 0 || id >= n || !cJSON_IsString(it))
-            return qh_fail(QH_EINPUT, "%s: id2label entry '%s' is not a label id below %d", path, it->string, n);
+        /* Keys are canonical decimals ("0", "17"): strtol would also take "", " 1", "+1", "01". */
+        const char *k = it->string;
+        int id = 0, ok = k[0] != '\0' && (k[0] != '0' || k[1] == '\0');
+        for (const char *c = k; ok && *c; c++) {
+            ok = *c >= '0' && *c <= '9' && id < n;
+            id = id * 10 + (*c - '0');
+        }
+        if (!ok || id >= n)
+            return qh_fail(QH_EINPUT, "%s: id2label key '%s' is not a label id below %d", path, k, n);
+        if (seen[id]) return qh_fail(QH_EINPUT, "%s: id2label id %d appears twice", path, id);
+        seen[id] = 1;
+        if (!cJSON_IsString(it))
+            return qh_fail(QH_EINPUT, "%s: id2label entry '%s' must be a string label name", path, k);
         snprintf(cfg->label_names[id], sizeof cfg->label_names[id], "%s", it->valuestring);
     }
     cfg->num_labels = n;
@@ -146,7 +161,8 @@ int qh_llama_config_parse(const char *path, const char *json, qh_llama_config *c
     if (!rc) rc = get_int(path, root, "vocab_size", 1, 0, 1, MAX_VOCAB, &cfg->vocab_size);
     if (!rc) rc = get_int(path, root, "num_key_value_heads", 0, cfg->num_heads, 1, MAX_DIM, &cfg->num_kv_heads);
     if (!rc) rc = get_int(path, root, "max_position_embeddings", 0, 2048, 1, 1 << 24, &cfg->max_position_embeddings);
-    if (!rc && cfg->hidden_size % cfg->num_heads && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
+    const cJSON *head_dim = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    if (!rc && cfg->hidden_size % cfg->num_heads && (!head_dim || cJSON_IsNull(head_dim)))
         rc = qh_fail(QH_EINPUT, "%s: num_attention_heads %d does not divide hidden_size %d", path, cfg->num_heads,
                      cfg->hidden_size);
     if (!rc) rc = get_int(path, root, "head_dim", 0, cfg->hidden_size / cfg->num_heads, 2, 4096, &cfg->head_dim);

@@ -3,11 +3,14 @@
  *   h = embed(ids); per layer: h += o_proj(attn(rope(q, k), v)) on rmsnorm(h);
  *   h += down(silu(gate(x)) * up(x)) with x = rmsnorm(h); finally rmsnorm(h).
  * Only each sequence's last token is pooled, so the last layer's output projection and MLP
- * run on those rows alone. */
+ * run on those rows alone. The residual stream h is fp32; a backend may fuse the residual adds
+ * into the matrix products (linear_add) and rope into attention (rope_attention). */
 #include "llama_model.h"
 
 #include "error.h"
+#include "memlimit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,21 +31,47 @@ static void release_buffers(qh_llama_ctx *ctx)
         if (ctx->buf[i].data) ctx->m->be->release(ctx->m->be, &ctx->buf[i]);
 }
 
+/* The workspace buffers for tokens rows and seqs sequences (shapes only), and their bytes. */
+static uint64_t buffer_shapes(const qh_llama_model *m, int64_t tokens, int64_t seqs, qh_tensor buf[B_COUNT])
+{
+    const qh_llama_config *c = &m->cfg;
+    int64_t h = c->hidden_size, f = c->intermediate_size;
+    int64_t qw = (int64_t)c->num_heads * c->head_dim, kw = (int64_t)c->num_kv_heads * c->head_dim;
+    int64_t widths[B_COUNT] = {h, h, qw, kw, kw, qw, h, f, f, h, qw};
+    uint64_t bytes = 0;
+    for (int i = 0; i < B_COUNT; i++) {
+        int64_t rows = (i == B_XLAST || i == B_ALAST) ? seqs : tokens;
+        if (i == B_TMP && m->be->linear_add) rows = 1; /* unused: the residual adds are fused */
+        /* the residual stream (and the final hidden states) stay fp32 on every backend */
+        qh_dtype dt = (i == B_X || i == B_XLAST) ? QH_F32 : m->be->act_dtype;
+        buf[i] = qh_tensor_2d(dt, rows, widths[i]);
+        bytes += qh_tensor_nbytes(&buf[i]);
+    }
+    return bytes;
+}
+
+/* Refuse a workspace larger than the machine's memory before allocating any of it. */
+static int check_workspace(const qh_llama_model *m, int64_t tokens, int64_t seqs, const char *why)
+{
+    qh_tensor buf[B_COUNT];
+    char what[256];
+    snprintf(what, sizeof what, "%s (activations of %lld tokens, hidden %d, intermediate %d)", why, (long long)tokens,
+             m->cfg.hidden_size, m->cfg.intermediate_size);
+    return qh_check_memory(buffer_shapes(m, tokens, seqs, buf), what);
+}
+
 static int ensure_capacity(qh_llama_ctx *ctx, int tokens, int seqs)
 {
     if (tokens <= ctx->cap_tokens && seqs <= ctx->cap_seqs) return QH_OK;
     if (tokens < ctx->cap_tokens) tokens = ctx->cap_tokens;
     if (seqs < ctx->cap_seqs) seqs = ctx->cap_seqs;
+    int rc = check_workspace(ctx->m, tokens, seqs, "a micro-batch");
+    if (rc) return rc;
     release_buffers(ctx);
-    const qh_llama_config *c = &ctx->m->cfg;
     qh_backend *be = ctx->m->be;
-    int64_t h = c->hidden_size, f = c->intermediate_size;
-    int64_t qw = (int64_t)c->num_heads * c->head_dim, kw = (int64_t)c->num_kv_heads * c->head_dim;
-    int64_t widths[B_COUNT] = {h, h, qw, kw, kw, qw, h, f, f, h, qw};
+    buffer_shapes(ctx->m, tokens, seqs, ctx->buf);
     for (int i = 0; i < B_COUNT; i++) {
-        int64_t rows = (i == B_XLAST || i == B_ALAST) ? seqs : tokens;
-        ctx->buf[i] = qh_tensor_2d(be->act_dtype, rows, widths[i]);
-        int rc = be->alloc(be, &ctx->buf[i]);
+        rc = be->alloc(be, &ctx->buf[i]);
         if (rc) {
             ctx->buf[i].data = NULL;
             release_buffers(ctx);
@@ -78,6 +107,10 @@ int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out)
 {
     *out = NULL;
     if (batch_tokens < 1) return qh_fail(QH_EINPUT, "--batch-tokens must be at least 1");
+    char why[64];
+    snprintf(why, sizeof why, "--batch-tokens %d", batch_tokens);
+    int rc = check_workspace(m, batch_tokens, batch_tokens, why);
+    if (rc) return rc;
     qh_llama_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return qh_fail(QH_ESYS, "out of memory");
     ctx->m = m;
@@ -103,7 +136,7 @@ void qh_llama_ctx_free(qh_llama_ctx *ctx)
 
 /* One micro-batch: n_seqs sequences, n_tokens tokens, already on the host in ids. */
 static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, int n_tokens,
-                         float *hidden)
+                         float *hidden, int *ticket)
 {
     qh_llama_model *m = ctx->m;
     qh_backend *be = m->be;
@@ -142,8 +175,13 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
         TRY(be->linear(be, xn, &L->wq, &v[B_Q]));
         TRY(be->linear(be, xn, &L->wk, &v[B_K]));
         TRY(be->linear(be, xn, &L->wv, &v[B_V]));
-        TRY(be->rope(be, &v[B_Q], &v[B_K], &b.positions, c->head_dim, c->rope_theta));
-        TRY(be->attention(be, &v[B_Q], &v[B_K], &v[B_V], att, &b, c->num_heads, c->num_kv_heads, c->head_dim));
+        if (be->rope_attention) {
+            TRY(be->rope_attention(be, &v[B_Q], &v[B_K], &v[B_V], att, &b, c->num_heads, c->num_kv_heads,
+                                   c->head_dim, c->rope_theta));
+        } else {
+            TRY(be->rope(be, &v[B_Q], &v[B_K], &b.positions, c->head_dim, c->rope_theta));
+            TRY(be->attention(be, &v[B_Q], &v[B_K], &v[B_V], att, &b, c->num_heads, c->num_kv_heads, c->head_dim));
+        }
         qh_tensor xs, ts, xns, gs, us;
         if (l == c->num_layers - 1) { /* only pooled rows from here on */
             TRY(be->gather_rows(be, att, &b.last_rows, &v[B_ALAST]));
@@ -157,24 +195,45 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
             us = qh_tensor_head_rows(up, n_seqs);
             x = &xs, tmp = &ts, xn = &xns, gate = &gs, up = &us;
         }
-        TRY(be->linear(be, att, &L->wo, tmp));
-        TRY(be->add(be, x, tmp));
+        if (be->linear_add) {
+            TRY(be->linear_add(be, att, &L->wo, x));
+        } else {
+            TRY(be->linear(be, att, &L->wo, tmp));
+            TRY(be->add(be, x, tmp));
+        }
         TRY(be->rmsnorm(be, x, &L->mlp_norm, eps, xn));
         TRY(be->linear(be, xn, &L->w_gate, gate));
         TRY(be->linear(be, xn, &L->w_up, up));
         TRY(be->silu_mul(be, gate, up, gate));
-        TRY(be->linear(be, gate, &L->w_down, tmp));
-        TRY(be->add(be, x, tmp));
+        if (be->linear_add) {
+            TRY(be->linear_add(be, gate, &L->w_down, x));
+        } else {
+            TRY(be->linear(be, gate, &L->w_down, tmp));
+            TRY(be->add(be, x, tmp));
+        }
     }
-    qh_tensor final_in = v[B_XLAST], final_out = qh_tensor_head_rows(&ctx->buf[B_XN], n_seqs);
-    TRY(be->rmsnorm(be, &final_in, &m->final_norm, eps, &final_out));
-    TRY(be->download_f32(be, &final_out, hidden));
+    qh_tensor final_x = v[B_XLAST]; /* normalised in place: the hidden states stay fp32 */
+    TRY(be->rmsnorm(be, &final_x, &m->final_norm, eps, &final_x));
+    if (ticket) TRY(be->download_start(be, &final_x, hidden, ticket)); /* lands while the next batch runs */
+    else TRY(be->download_f32(be, &final_x, hidden));
 out:
     be->release(be, &b.ids);
     be->release(be, &b.positions);
     be->release(be, &b.starts);
     be->release(be, &b.last_rows);
     return rc;
+}
+
+typedef struct {
+    int32_t len;
+    int idx;
+} len_idx;
+
+static int by_length(const void *a, const void *b)
+{
+    const len_idx *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, float *hidden)
@@ -191,16 +250,77 @@ int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengt
         }
         total += (size_t)lengths[s];
     }
-    size_t done = 0;
-    int s = 0;
-    while (s < n_seqs) {
+    if (n_seqs < 1) return QH_OK;
+    /* Micro-batches are filled in order of length (shortest first), so each holds sequences of
+     * similar length; hidden keeps the caller's order. */
+    size_t h = (size_t)c->hidden_size;
+    len_idx *order = malloc(sizeof *order * (size_t)n_seqs);
+    size_t *offset = malloc(sizeof *offset * (size_t)n_seqs);
+    int32_t *mb_len = malloc(sizeof *mb_len * (size_t)n_seqs), *mb_ids = NULL;
+    /* Two host buffers for hidden states: with download_start, micro-batch i's states land in
+     * one while micro-batch i+1 runs on the device (and the host copies i's rows out). */
+    float *mb_hidden[2] = {NULL, NULL};
+    size_t cap_ids = 0, cap_seqs[2] = {0, 0};
+    int rc = order && offset && mb_len ? QH_OK : qh_fail(QH_ESYS, "out of memory");
+    size_t off = 0;
+    for (int s = 0; !rc && s < n_seqs; off += (size_t)lengths[s], s++) {
+        order[s].len = lengths[s], order[s].idx = s;
+        offset[s] = off;
+    }
+    if (!rc) qsort(order, (size_t)n_seqs, sizeof *order, by_length);
+    int overlap = ctx->m->be->download_start && ctx->m->be->download_wait;
+    int s = 0, cur = 0, pend_s = 0, pend_n = 0, pend_ticket = 0, pend_buf = 0;
+    while (!rc && s < n_seqs) {
         int n = 0;
         long tokens = 0;
-        while (s + n < n_seqs && (n == 0 || tokens + lengths[s + n] <= ctx->batch_tokens)) tokens += lengths[s + n++];
-        int rc = forward_micro(ctx, ids + done, lengths + s, n, (int)tokens, hidden + (size_t)s * c->hidden_size);
-        if (rc) return rc;
-        done += (size_t)tokens;
+        while (s + n < n_seqs && (n == 0 || tokens + order[s + n].len <= ctx->batch_tokens)) tokens += order[s + n++].len;
+        if ((size_t)tokens > cap_ids) {
+            int32_t *p = realloc(mb_ids, sizeof *p * (size_t)tokens);
+            if (!p) {
+                rc = qh_fail(QH_ESYS, "out of memory");
+                break;
+            }
+            mb_ids = p, cap_ids = (size_t)tokens;
+        }
+        if ((size_t)n > cap_seqs[cur]) {
+            float *p = realloc(mb_hidden[cur], sizeof *p * (size_t)n * h);
+            if (!p) {
+                rc = qh_fail(QH_ESYS, "out of memory");
+                break;
+            }
+            mb_hidden[cur] = p, cap_seqs[cur] = (size_t)n;
+        }
+        size_t row = 0;
+        for (int j = 0; j < n; j++) {
+            const len_idx *o = &order[s + j];
+            memcpy(mb_ids + row, ids + offset[o->idx], sizeof *mb_ids * (size_t)o->len);
+            mb_len[j] = o->len;
+            row += (size_t)o->len;
+        }
+        int ticket = 0;
+        rc = forward_micro(ctx, mb_ids, mb_len, n, (int)tokens, mb_hidden[cur], overlap ? &ticket : NULL);
+        /* the previous micro-batch (overlapped) or this one: rows back in the caller's order */
+        if (!rc && overlap && pend_n) rc = ctx->m->be->download_wait(ctx->m->be, pend_ticket);
+        if (!rc && (overlap ? pend_n : n)) {
+            int bs = overlap ? pend_s : s, bn = overlap ? pend_n : n, bb = overlap ? pend_buf : cur;
+            for (int j = 0; j < bn; j++)
+                memcpy(hidden + (size_t)order[bs + j].idx * h, mb_hidden[bb] + (size_t)j * h, sizeof *hidden * h);
+        }
+        pend_s = s, pend_n = n, pend_ticket = ticket, pend_buf = cur;
+        if (overlap) cur ^= 1;
         s += n;
     }
-    return QH_OK;
+    if (!rc && overlap && pend_n) {
+        rc = ctx->m->be->download_wait(ctx->m->be, pend_ticket);
+        for (int j = 0; !rc && j < pend_n; j++)
+            memcpy(hidden + (size_t)order[pend_s + j].idx * h, mb_hidden[pend_buf] + (size_t)j * h, sizeof *hidden * h);
+    }
+    if (rc && overlap) ctx->m->be->sync(ctx->m->be); /* no copy may land in freed buffers */
+    free(order);
+    free(offset);
+    free(mb_len);
+    free(mb_ids);
+    free(mb_hidden[0]);
+    free(mb_hidden[1]);
+    return rc;
 }

@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load_weight(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, qh_tensor *out)
+static int load_weight(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, int linear, qh_tensor *out)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", m->ckpt->prefix, name);
     qh_tensor view;
-    int rc = qh_checkpoint_weight(m->ckpt, full, rows, cols, &view);
+    int rc = linear && m->quant.quantized ? qh_quant_weight(m->ckpt, &m->quant, full, rows, cols, &view)
+                                          : qh_checkpoint_weight(m->ckpt, full, rows, cols, &view);
+    if (!rc && qh_tensor_is_quantized(&view) && !m->be->quant_weights)
+        rc = qh_fail(QH_EINPUT, "the %s backend cannot run %s weights yet", m->be->name, m->quant.variant);
     if (!rc) rc = m->be->weight(m->be, &view, out);
     return rc;
 }
@@ -26,7 +29,7 @@ static int load_layer(qh_llama_model *m, int l)
     int rc;
 #define W(field, suffix, rows, cols)                                   \
     snprintf(n, sizeof n, "layers.%d.%s", l, suffix);                  \
-    if ((rc = load_weight(m, n, rows, cols, &L->field))) return rc;
+    if ((rc = load_weight(m, n, rows, cols, cols != 0, &L->field))) return rc;
     W(attn_norm, "input_layernorm.weight", h, 0);
     W(wq, "self_attn.q_proj.weight", qw, h);
     W(wk, "self_attn.k_proj.weight", kw, h);
@@ -63,11 +66,17 @@ void qh_llama_free(qh_llama_model *m)
 
 int qh_llama_load(const char *dir, qh_backend *be, qh_llama_model **out)
 {
+    return qh_llama_load_variant(dir, "fp16", NULL, be, out);
+}
+
+int qh_llama_load_variant(const char *dir, const char *variant, const char *qfile, qh_backend *be,
+                          qh_llama_model **out)
+{
     *out = NULL;
     qh_llama_model *m = calloc(1, sizeof *m);
     if (!m) return qh_fail(QH_ESYS, "out of memory");
     m->be = be;
-    int rc = qh_checkpoint_open(dir, &m->ckpt);
+    int rc = qh_quant_open(dir, variant, qfile, &m->ckpt, &m->quant);
     if (rc) {
         free(m);
         return rc;
@@ -75,15 +84,25 @@ int qh_llama_load(const char *dir, qh_backend *be, qh_llama_model **out)
     m->cfg = m->ckpt->cfg;
     m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers) rc = qh_fail(QH_ESYS, "out of memory");
-    if (!rc) rc = load_weight(m, "embed_tokens.weight", m->cfg.vocab_size, m->cfg.hidden_size, &m->embed);
-    if (!rc) rc = load_weight(m, "norm.weight", m->cfg.hidden_size, 0, &m->final_norm);
+    if (!rc) rc = load_weight(m, "embed_tokens.weight", m->cfg.vocab_size, m->cfg.hidden_size, 0, &m->embed);
+    if (!rc) rc = load_weight(m, "norm.weight", m->cfg.hidden_size, 0, 0, &m->final_norm);
     for (int l = 0; !rc && l < m->cfg.num_layers; l++) rc = load_layer(m, l);
     const qh_safetensors *st = NULL;
     const qh_st_tensor *score = rc ? NULL : qh_checkpoint_find(m->ckpt, "score.weight", &st);
     if (score) {
         int64_t labels = score->ndim == 2 ? score->shape[0] : 0;
-        rc = qh_checkpoint_weight(m->ckpt, "score.weight", labels, m->cfg.hidden_size, &m->score);
+        if (score->ndim != 2)
+            rc = qh_fail(QH_EINPUT, "%s: score.weight is %d-D, must be 2-D [num_labels, %d]", st->path,
+                         score->ndim, m->cfg.hidden_size);
+        if (!rc) rc = qh_checkpoint_weight(m->ckpt, "score.weight", labels, m->cfg.hidden_size, &m->score);
         if (!rc && labels < 1) rc = qh_fail(QH_EINPUT, "%s: score.weight has no rows", st->path);
+        if (!rc && labels > QH_MAX_LABELS)
+            rc = qh_fail(QH_EINPUT, "%s: score.weight has %lld rows, at most %d labels supported", st->path,
+                         (long long)labels, QH_MAX_LABELS);
+        /* transformers refuses a head whose row count differs from config.json's id2label. */
+        if (!rc && m->cfg.num_labels > 0 && labels != m->cfg.num_labels)
+            rc = qh_fail(QH_EINPUT, "%s: score.weight has %lld rows, but config.json's id2label has %d labels",
+                         st->path, (long long)labels, m->cfg.num_labels);
         m->has_score = !rc;
     }
     if (rc) {

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "checkpoint.h"
+#include "quant_model.h"
 
 typedef struct {
     qh_tensor attn_norm, wq, wk, wv, wo;
@@ -20,22 +21,33 @@ typedef struct {
     qh_llama_layer *layers;
     int has_score;   /* LlamaForSequenceClassification checkpoints carry a head */
     qh_tensor score; /* host view of score.weight [num_labels, hidden] */
+    qh_quant_format quant; /* the variant: fp16, or the int8/nf4 file's format (quant_model.h) */
 } qh_llama_model;
 
 /* Open dir (see checkpoint.h), check every tensor against config.json and hand the weights to
  * the backend. lm_head.weight is ignored. */
 int qh_llama_load(const char *dir, qh_backend *be, qh_llama_model **out);
+/* The same for a variant: "fp16" (or NULL) is qh_llama_load; "int8" and "nf4" take config.json
+ * from dir and every weight from qfile, a file written by quantize (NULL: its default,
+ * checkpoints/backbone-<variant>.safetensors). ckpt->fingerprint then identifies the
+ * quantized backbone. */
+int qh_llama_load_variant(const char *dir, const char *variant, const char *qfile, qh_backend *be,
+                          qh_llama_model **out);
 void qh_llama_free(qh_llama_model *m);
 
 typedef struct qh_llama_ctx qh_llama_ctx;
+
+/* --batch-tokens on a GPU, measured on the H100 with the TweetEval lengths (bench/NOTES.md):
+ * as fast as 16384, 0.4 GB less memory; 4096 is 6% slower. */
+#define QH_BATCH_TOKENS_GPU 12288
 
 /* Workspace for micro-batches of up to batch_tokens tokens (longer sequences grow it). */
 int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out);
 void qh_llama_ctx_free(qh_llama_ctx *ctx);
 
 /* Sequences back to back in ids (lengths[s] tokens each, all >= 1); writes hidden[n_seqs, H]
- * in fp32. Token ids are checked against the vocabulary first. Sequences are packed into
- * micro-batches in the given order, without padding. */
+ * in fp32, in the given order. Token ids are checked against the vocabulary first. Sequences
+ * are packed without padding into micro-batches of up to batch_tokens tokens, shortest first. */
 int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, float *hidden);
 
 /* Multiply-adds of the backbone for n tokens (for reporting FLOP/s). */

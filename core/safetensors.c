@@ -36,10 +36,35 @@ static int json_u64(const cJSON *item, uint64_t *out)
     return 1;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* JSON allows an object to repeat a name and cJSON keeps every copy; which one counts would be
+ * a guess, so refuse. *dup receives a repeated name of obj, or NULL when all are distinct. */
+static int find_duplicate_key(const cJSON *obj, const char **dup)
+{
+    *dup = NULL;
+    int n = cJSON_GetArraySize(obj);
+    if (n < 2) return QH_OK;
+    const char **keys = malloc((size_t)n * sizeof *keys);
+    if (!keys) return qh_fail(QH_ESYS, "out of memory");
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) keys[k++] = it->string;
+    qsort(keys, (size_t)k, sizeof *keys, cmp_str);
+    for (int i = 1; i < k && !*dup; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) *dup = keys[i];
+    free(keys);
+    return QH_OK;
+}
+
 static int parse_tensor(qh_safetensors *st, const cJSON *item, qh_st_tensor *t)
 {
     const char *path = st->path, *name = item->string;
     if (!cJSON_IsObject(item)) return qh_fail(QH_EINPUT, "%s: tensor '%s': entry is not an object", path, name);
+    const char *dup;
+    int rc = find_duplicate_key(item, &dup);
+    if (rc) return rc;
+    if (dup) return qh_fail(QH_EINPUT, "%s: tensor '%s': field '%s' appears twice", path, name, dup);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
@@ -86,6 +111,11 @@ static int parse_tensor(qh_safetensors *st, const cJSON *item, qh_st_tensor *t)
 static int parse_metadata(qh_safetensors *st, const cJSON *meta)
 {
     if (!cJSON_IsObject(meta)) return qh_fail(QH_EINPUT, "%s: __metadata__ is not an object", st->path);
+    if (st->meta_keys) return qh_fail(QH_EINPUT, "%s: __metadata__ appears twice in the header", st->path);
+    const char *dup;
+    int rc = find_duplicate_key(meta, &dup);
+    if (rc) return rc;
+    if (dup) return qh_fail(QH_EINPUT, "%s: __metadata__ key '%s' appears twice", st->path, dup);
     int n = cJSON_GetArraySize(meta);
     st->meta_keys = calloc((size_t)n + 1, sizeof(char *));
     st->meta_values = calloc((size_t)n + 1, sizeof(char *));
@@ -104,8 +134,17 @@ static int parse_metadata(qh_safetensors *st, const cJSON *meta)
 
 static int parse_header(qh_safetensors *st, const char *json, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) return qh_fail(QH_EINPUT, "%s: header is not valid JSON", st->path);
+    /* Exactly one JSON value; writers pad the header with spaces (serde_json, the reference
+     * parser, also skips the other JSON whitespace). Anything else after it is refused. */
+    for (const char *p = end; p < json + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return qh_fail(QH_EINPUT, "%s: header has bytes after its JSON value (at header byte %zu)", st->path,
+                           (size_t)(p - json));
+        }
     int rc = QH_OK;
     if (!cJSON_IsObject(root)) {
         rc = qh_fail(QH_EINPUT, "%s: header is not a JSON object", st->path);
@@ -115,6 +154,14 @@ static int parse_header(qh_safetensors *st, const char *json, size_t len)
     st->tensors = calloc(n ? n : 1, sizeof *st->tensors);
     if (!st->tensors) {
         rc = qh_fail(QH_ESYS, "out of memory");
+        goto done;
+    }
+    const char *dup;
+    if ((rc = find_duplicate_key(root, &dup))) goto done;
+    if (dup) {
+        if (strcmp(dup, "__metadata__") == 0)
+            rc = qh_fail(QH_EINPUT, "%s: __metadata__ appears twice in the header", st->path);
+        else rc = qh_fail(QH_EINPUT, "%s: tensor '%s' appears twice in the header", st->path, dup);
         goto done;
     }
     const cJSON *it;
@@ -158,7 +205,9 @@ int qh_st_open(const char *path, qh_safetensors **out)
         return qh_fail(QH_ESYS, "out of memory");
     }
     int rc = QH_OK;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO in place of the file must be refused below, not block open() forever.
+     * The descriptor is only fstat'ed and mapped, so the flag needs no clearing. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         rc = qh_fail_errno(QH_EINPUT, "%s: cannot open", path);
         goto fail;

@@ -28,7 +28,13 @@ int64_t qh_tensor_numel(const qh_tensor *t)
     return n;
 }
 
-size_t qh_tensor_nbytes(const qh_tensor *t) { return (size_t)qh_tensor_numel(t) * qh_dtype_size(t->dtype); }
+size_t qh_tensor_nbytes(const qh_tensor *t)
+{
+    if (t->dtype == QH_NF4) return ((size_t)qh_tensor_numel(t) + 1) / 2; /* two codes per byte */
+    return (size_t)qh_tensor_numel(t) * qh_dtype_size(t->dtype);
+}
+
+int qh_tensor_is_quantized(const qh_tensor *t) { return t->dtype == QH_NF4 || (t->dtype == QH_I8 && t->quant.scale); }
 
 int64_t qh_tensor_rows(const qh_tensor *t) { return t->ndim > 0 ? t->shape[0] : 1; }
 

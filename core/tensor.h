@@ -14,6 +14,20 @@
 
 typedef enum { QH_DEVICE_CPU, QH_DEVICE_CUDA } qh_device;
 
+/* How the codes of a quantized weight (dtype QH_I8 with scale set, or QH_NF4; shape is the
+ * logical [out_features, in_features]) map back to numbers; core/quant.h has the details.
+ * The arrays live on the tensor's device like data (views into the file on the CPU); a
+ * backend's weight() places them along with the codes. All zero for ordinary tensors. */
+typedef struct {
+    float *scale;         /* I8: row absmax [rows], w = q * scale / 127 (bitsandbytes' SCB);
+                           * NF4: block absmax [n_blocks], NULL with double quantization */
+    int8_t *qabsmax;      /* NF4 double quantization: absmax codes [n_blocks] */
+    float *nested_absmax; /* NF4 double quantization: [ceil(n_blocks / QH_NF4_NESTED_BLOCK)] */
+    float nested_offset;  /* NF4 double quantization: mean absmax, added back */
+    int blocksize;        /* NF4: values per block of the flattened weight (64, 128, 256) */
+    float threshold;      /* I8: input columns holding any |x| >= threshold skip int8 (LLM.int8()) */
+} qh_quant;
+
 typedef struct {
     qh_dtype dtype;
     qh_device device;
@@ -21,7 +35,11 @@ typedef struct {
     int64_t shape[QH_MAX_DIMS];
     void *data;
     int owned; /* freed by the backend that allocated it */
+    qh_quant quant;
 } qh_tensor;
+
+/* An int8 (LLM.int8()) or NF4 weight: data holds codes, quant their scales. */
+int qh_tensor_is_quantized(const qh_tensor *t);
 
 /* A description without memory yet (data NULL). */
 qh_tensor qh_tensor_desc(qh_dtype dtype, int ndim, const int64_t *shape);

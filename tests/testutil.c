@@ -111,3 +111,39 @@ double tu_rand_normal(uint64_t *state)
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+static const char *const task_words[3][4] = {{"awful", "terrible", "bad", "hate"},
+                                             {"okay", "fine", "today", "normal"},
+                                             {"great", "love", "good", "happy"}};
+static const char *const task_filler[] = {"the", "a", "phone", "movie", "@user", "is", "was", "so", "really"};
+
+void tu_write_sentiment_task(const char *dir, int n_train, int n_val, int n_test)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "mkdir -p '%s'", dir);
+    if (tu_run(p, NULL, NULL) != 0) fail_msg("cannot create %s", dir);
+    const char *mapping = "0\tnegative\n1\tneutral\n2\tpositive\n";
+    free(tu_write_file(dir, "mapping.txt", mapping, strlen(mapping)));
+    const char *splits[3] = {"train", "val", "test"};
+    int sizes[3] = {n_train, n_val, n_test};
+    uint64_t rng = 7;
+    for (int s = 0; s < 3; s++) {
+        if (!sizes[s]) continue;
+        size_t tl = 0, ll = 0;
+        char *text = malloc((size_t)sizes[s] * 96 + 1), *labels = malloc((size_t)sizes[s] * 3 + 1);
+        for (int i = 0; i < sizes[s]; i++) {
+            int y = (int)(tu_rand_u64(&rng) % 3);
+            int nw = 2 + (int)(tu_rand_u64(&rng) % 6);
+            for (int w = 0; w < nw; w++) tl += (size_t)sprintf(text + tl, "%s ", task_filler[tu_rand_u64(&rng) % 9]);
+            tl += (size_t)sprintf(text + tl, "%s\n", task_words[y][tu_rand_u64(&rng) % 4]);
+            if (tu_rand_uniform(&rng) < 0.1) y = (int)(tu_rand_u64(&rng) % 3);
+            ll += (size_t)sprintf(labels + ll, "%d\n", y);
+        }
+        snprintf(p, sizeof p, "%s_text.txt", splits[s]);
+        free(tu_write_file(dir, p, text, tl));
+        snprintf(p, sizeof p, "%s_labels.txt", splits[s]);
+        free(tu_write_file(dir, p, labels, ll));
+        free(text);
+        free(labels);
+    }
+}

@@ -28,4 +28,8 @@ uint64_t tu_rand_u64(uint64_t *state);
 double tu_rand_uniform(uint64_t *state); /* [0, 1) */
 double tu_rand_normal(uint64_t *state);
 
+/* A 3-class TweetEval-layout task in dir (created): class = the tweet's last word, 10% label
+ * noise; train/val/test with the given sizes (0: that split is not written). */
+void tu_write_sentiment_task(const char *dir, int n_train, int n_val, int n_test);
+
 #endif

@@ -19,6 +19,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: qhead-forward --model DIR --ids ID,ID,... [--head FILE] [--backend cpu|cuda|auto]\n"
+            "                     [--variant fp16|int8|nf4] [--quantized FILE]\n"
             "\n"
             "Runs the token ids through the LLaMA checkpoint in DIR (config.json + safetensors, as\n"
             "transformers saves it) and prints one JSON object: \"hidden\", the last token's final\n"
@@ -30,6 +31,10 @@ static void usage(FILE *fp)
             "  --ids LIST      comma-separated token ids, e.g. 1,450,3186\n"
             "  --head FILE     classification head to apply\n"
             "  --backend NAME  cpu, cuda or auto (default auto: the GPU when there is one)\n"
+            "  --variant NAME  fp16 (default: the checkpoint's own weights), int8 or nf4 (a backbone\n"
+            "                  written by quantize, with config.json from --model)\n"
+            "  --quantized FILE  that backbone for int8/nf4 (default\n"
+            "                  checkpoints/backbone-<variant>.safetensors)\n"
             "  --help          this text\n");
 }
 
@@ -65,6 +70,7 @@ static cJSON *float_array(const float *v, int n)
 int main(int argc, char **argv)
 {
     const char *model_dir = getenv("QHEAD_MODEL"), *ids_arg = NULL, *head_path = NULL, *backend = "auto";
+    const char *variant = "fp16", *quantized = NULL;
     if (!model_dir || !*model_dir) model_dir = "checkpoints/llama-2-7b-hf";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -73,7 +79,8 @@ int main(int argc, char **argv)
             return 0;
         }
         const char **dst = !strcmp(a, "--model") ? &model_dir : !strcmp(a, "--ids") ? &ids_arg
-                         : !strcmp(a, "--head")  ? &head_path : !strcmp(a, "--backend") ? &backend : NULL;
+                         : !strcmp(a, "--head")  ? &head_path : !strcmp(a, "--backend") ? &backend
+                         : !strcmp(a, "--variant") ? &variant : !strcmp(a, "--quantized") ? &quantized : NULL;
         if (!dst) {
             fprintf(stderr, "%s: unknown argument '%s' (see --help)\n", prog, a);
             return 2;
@@ -97,7 +104,7 @@ int main(int argc, char **argv)
     float *hidden = NULL, *logits = NULL;
     if ((rc = parse_ids(ids_arg, &ids, &n))) goto done;
     if ((rc = qh_backend_create(backend, &be))) goto done;
-    if ((rc = qh_llama_load(model_dir, be, &m))) goto done;
+    if ((rc = qh_llama_load_variant(model_dir, variant, quantized, be, &m))) goto done;
     if (head_path) rc = qh_head_load(head_path, &head);
     else if (m->has_score) rc = qh_head_from_tensor(&m->score, &m->cfg, &head);
     if (rc) goto done;

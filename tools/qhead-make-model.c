@@ -1,4 +1,5 @@
 /* qhead-make-model: write a random-initialised LLaMA checkpoint in the transformers layout. */
+#include "args.h"
 #include "error.h"
 #include "model_gen.h"
 
@@ -24,17 +25,6 @@ static void usage(FILE *fp)
             "  --init-range X       standard deviation of the weights (default 0.02; tiny 0.1)\n"
             "  --seed N             random seed (default 1)\n"
             "  --shard-size BYTES   largest shard (default 5000000000)\n");
-}
-
-static int parse_long(const char *opt, const char *v, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi)
-        return qh_fail(QH_EINPUT, "%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
-    *out = x;
-    return QH_OK;
 }
 
 int main(int argc, char **argv)
@@ -63,15 +53,15 @@ int main(int argc, char **argv)
             char *end;
             s.init_range = strtod(v, &end);
             if (*end || !(s.init_range > 0 && s.init_range < 10)) rc = qh_fail(QH_EINPUT, "--init-range: '%s' is not in (0, 10)", v);
-        } else if (!strcmp(a, "--hidden")) rc = parse_long(a, v, 2, 65536, &x), s.hidden_size = (int)x;
-        else if (!strcmp(a, "--intermediate")) rc = parse_long(a, v, 1, 262144, &x), s.intermediate_size = (int)x;
-        else if (!strcmp(a, "--layers")) rc = parse_long(a, v, 1, 1024, &x), s.num_layers = (int)x;
-        else if (!strcmp(a, "--heads")) rc = parse_long(a, v, 1, 1024, &x), s.num_heads = (int)x;
-        else if (!strcmp(a, "--kv-heads")) rc = parse_long(a, v, 1, 1024, &x), s.num_kv_heads = (int)x;
-        else if (!strcmp(a, "--vocab")) rc = parse_long(a, v, 1, 1 << 22, &x), s.vocab_size = (int)x;
-        else if (!strcmp(a, "--num-labels")) rc = parse_long(a, v, 0, 64, &x), s.num_labels = (int)x;
-        else if (!strcmp(a, "--seed")) rc = parse_long(a, v, 0, 1L << 62, &x), s.seed = (uint64_t)x;
-        else if (!strcmp(a, "--shard-size")) rc = parse_long(a, v, 1, 1L << 50, &x), s.shard_bytes = (uint64_t)x;
+        } else if (!strcmp(a, "--hidden")) rc = qh_arg_long(a, v, 2, 65536, &x), s.hidden_size = (int)x;
+        else if (!strcmp(a, "--intermediate")) rc = qh_arg_long(a, v, 1, 262144, &x), s.intermediate_size = (int)x;
+        else if (!strcmp(a, "--layers")) rc = qh_arg_long(a, v, 1, 1024, &x), s.num_layers = (int)x;
+        else if (!strcmp(a, "--heads")) rc = qh_arg_long(a, v, 1, 1024, &x), s.num_heads = (int)x;
+        else if (!strcmp(a, "--kv-heads")) rc = qh_arg_long(a, v, 1, 1024, &x), s.num_kv_heads = (int)x;
+        else if (!strcmp(a, "--vocab")) rc = qh_arg_long(a, v, 1, 1 << 22, &x), s.vocab_size = (int)x;
+        else if (!strcmp(a, "--num-labels")) rc = qh_arg_long(a, v, 0, 64, &x), s.num_labels = (int)x;
+        else if (!strcmp(a, "--seed")) rc = qh_arg_long(a, v, 0, 1L << 62, &x), s.seed = (uint64_t)x;
+        else if (!strcmp(a, "--shard-size")) rc = qh_arg_long(a, v, 1, 1L << 50, &x), s.shard_bytes = (uint64_t)x;
         else rc = qh_fail(QH_EINPUT, "%s: unknown argument (see --help)", a);
     }
     if (!rc && !out) rc = qh_fail(QH_EINPUT, "--out DIR is required");

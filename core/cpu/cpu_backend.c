@@ -63,6 +63,7 @@ static void cpu_destroy(qh_backend *be)
 {
     qh_cpu_impl *impl = be->impl;
     if (impl) free(impl->scratch);
+    if (impl) free(impl->qscratch);
     free(impl);
     free(be);
 }
@@ -90,6 +91,7 @@ int qh_cpu_backend_create(qh_backend **out)
     be->name = "cpu";
     be->device = QH_DEVICE_CPU;
     be->act_dtype = QH_F32;
+    be->quant_weights = 1;
     be->impl = impl;
     be->alloc = cpu_alloc;
     be->release = cpu_release;

@@ -7,7 +7,13 @@
 typedef struct {
     float *scratch; /* fp32 copy of the current weight matrix (see cpu_linear.c) */
     size_t scratch_floats;
+    void *qscratch; /* int8 activations and outlier columns (cpu_linear_quant.c) */
+    size_t qscratch_bytes;
 } qh_cpu_impl;
+
+int qh_cpu_ensure_scratch(qh_cpu_impl *impl, size_t floats);
+/* linear for int8 (LLM.int8()) and NF4 weights: cpu_linear_quant.c */
+int qh_cpu_linear_quant(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
 
 int qh_cpu_embed(qh_backend *be, const qh_tensor *table, const qh_tensor *ids, qh_tensor *out);
 int qh_cpu_rmsnorm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, float eps, qh_tensor *out);

@@ -8,13 +8,20 @@
 #include "cpu_internal.h"
 
 #include "../error.h"
+#include "../memlimit.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 
-static int ensure_scratch(qh_cpu_impl *impl, size_t floats)
+int qh_cpu_ensure_scratch(qh_cpu_impl *impl, size_t floats)
 {
     if (impl->scratch_floats >= floats) return QH_OK;
+    /* A checkpoint's shapes decide this size: refuse one that cannot fit before allocating. */
+    char what[128];
+    snprintf(what, sizeof what, "widening a weight matrix of %zu elements to fp32", floats);
+    int rc = qh_check_memory((uint64_t)floats * sizeof(float), what);
+    if (rc) return rc;
     free(impl->scratch);
     impl->scratch = malloc(floats * sizeof(float));
     impl->scratch_floats = impl->scratch ? floats : 0;
@@ -34,6 +41,7 @@ int qh_cpu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_ten
 {
     int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x);
     int64_t n = qh_tensor_rows(w);
+    if (qh_tensor_is_quantized(w)) return qh_cpu_linear_quant(be, x, w, y);
     if (w->ndim != 2 || w->shape[1] != k || !qh_dtype_is_float(w->dtype))
         return qh_fail(QH_ESYS, "linear: internal error: weight does not match input width %lld", (long long)k);
     int rc = qh_cpu_check_act("linear(x)", x, t, k);
@@ -43,7 +51,7 @@ int qh_cpu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_ten
     const float *wf = w->data;
     if (w->dtype != QH_F32) {
         qh_cpu_impl *impl = be->impl;
-        rc = ensure_scratch(impl, (size_t)(n * k));
+        rc = qh_cpu_ensure_scratch(impl, (size_t)(n * k));
         if (rc) return rc;
         widen_rows(w, impl->scratch, n, k);
         wf = impl->scratch;
