@@ -4,7 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void qh_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void qh_h5_quiet(void)
+{
+    /* libhdf5 1.10 crashes in its exit handler on a file whose H5Fclose failed (a full disk):
+     * it must not install that handler. Every file we open is closed by our code, and the call
+     * is a harmless error once the library is up (this runs before each first HDF5 use). */
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 herr_t qh_h5_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank, const hsize_t *dims,
                    const void *data)

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+/* Call before the first HDF5 use: no HDF5 error printing, and no HDF5 exit handler. */
 void qh_h5_quiet(void);
 /* Write a dataset of rank 1 or 2 from native float / int32 / double memory. */
 herr_t qh_h5_write(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank, const hsize_t *dims,

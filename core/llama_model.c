@@ -120,3 +120,8 @@ double qh_llama_flops_per_token(const qh_llama_config *c)
     double per_layer = h * qw * 2 + h * kw * 2 + 3 * h * f;
     return 2.0 * per_layer * c->num_layers;
 }
+
+int qh_default_batch_tokens(const qh_backend *be)
+{
+    return be->device == QH_DEVICE_CUDA ? QH_BATCH_TOKENS_GPU : QH_BATCH_TOKENS_CPU;
+}

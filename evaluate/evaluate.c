@@ -38,7 +38,7 @@ static void usage(FILE *fp)
             "  --out DIR              where train-head wrote head.h5 and where reports go (default: checkpoints)\n"
             "  --head FILE            head file (default: OUT/head.h5)\n"
             "  --backend NAME         cpu, cuda or auto (default auto)\n"
-            "  --batch-tokens N       tokens per forward micro-batch (default 4096)\n"
+            "  --batch-tokens N       tokens per forward micro-batch (default: 12288 on a GPU, 4096 on a CPU)\n"
             "  --latency N            also time N single tweets at batch 1 (p50/p95)\n"
             "  --carbon-intensity G   grid intensity in g CO2-eq/kWh (default 475, the world average\n"
             "                         CodeCarbon falls back to)\n"
@@ -58,7 +58,7 @@ static const char *const variant_names[3] = {"fp16", "int8", "nf4"};
 static int parse_args(int argc, char **argv, options *o)
 {
     *o = (options){.model = qh_default_model_dir(), .data = "data/tweeteval/sentiment", .split = "test",
-                   .out = "checkpoints", .backend = "auto", .batch_tokens = 4096, .carbon = QH_DEFAULT_CARBON_INTENSITY,
+                   .out = "checkpoints", .backend = "auto", .batch_tokens = 0, .carbon = QH_DEFAULT_CARBON_INTENSITY,
                    .carbon_default = 1};
     int any = 0;
     for (int i = 1; i < argc; i++) {

@@ -1,0 +1,843 @@
+/* CUDA backend: device memory, cuBLASLt matrix products and the ops table.
+ *
+ * Storage is fp16 (weights converted once when uploaded; activations), arithmetic fp32: the
+ * matrix products run on tensor cores with fp32 accumulation (cuBLASLt, CUBLAS_COMPUTE_32F), the
+ * kernels in cuda_kernels.cu / cuda_attention.cu widen to fp32. The residual stream that
+ * llama_forward.c keeps in fp32 is accumulated in fp32 inside the matrix product's epilogue
+ * (linear_add: y += x w^T with C = D = y in fp32), so it costs no separate pass.
+ *
+ * Everything runs in order on one stream; memory comes from the stream-ordered pool
+ * (cudaMallocAsync), which keeps freed blocks for reuse, so the per-micro-batch allocations of
+ * llama_forward.c cost no device synchronisation. Only download_f32 and sync wait for the GPU. */
+#include "cuda_internal.h"
+#include "qh_cuda.h"
+
+#include "../error.h"
+
+#include <cublasLt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_PLANS 64
+#define WORKSPACE_BYTES ((size_t)32 << 20)
+#define PROF_EVENTS 4096
+
+typedef struct {
+    int64_t n, k, t;
+    cudaDataType_t atype, ctype;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    unsigned long stamp;
+    int used;
+} gemm_plan;
+
+typedef struct {
+    int device;
+    char name[384];
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t mm;
+    cublasLtMatmulPreference_t pref;
+    void *workspace;
+    gemm_plan plans[N_PLANS];
+    unsigned long clock;
+    int *err_host, *err_dev; /* mapped pinned flag set by kernels on a bad index */
+    float2 *rope_cs;
+    double *rope_inv;
+    int rope_npos, rope_hd;
+    double rope_theta;
+    size_t live, peak;
+    int attn_kind;
+    int precise; /* fp32 mode: weights and activations in fp32, SGEMM (qh_cuda_set_precision) */
+    /* asynchronous downloads: pinned staging, one slot per ticket parity */
+    struct {
+        void *stage;
+        size_t cap, bytes, n;
+        float *host;
+        qh_dtype dtype;
+        cudaEvent_t done;
+        int busy;
+    } dl[2];
+    int dl_next;
+    /* profiling */
+    int prof;
+    cudaEvent_t ev[PROF_EVENTS + 1];
+    int ev_kind[PROF_EVENTS + 1];
+    int n_ev; /* ev[0] is the start mark; ev[1..n_ev] follow ops */
+    double prof_ms[QH_CUDA_OP_COUNT];
+    long prof_fail[QH_CUDA_OP_COUNT];
+    cudaError_t prof_err;
+} cu_impl;
+
+static const char *op_names[QH_CUDA_OP_COUNT] = {
+    "embed (+ host gaps)", "rmsnorm", "gemm q/k/v", "gemm o (+residual)", "gemm gate/up", "gemm down (+residual)",
+    "gemm other", "rope", "attention", "silu_mul", "add", "gather_rows", "copies"};
+
+static int cuda_err(cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return QH_OK;
+    cudaGetLastError(); /* clear a sticky launch error where possible */
+    return qh_fail(QH_ESYS, "CUDA error in %s: %s", what, cudaGetErrorString(e));
+}
+
+static int launch_err(int e, const char *what) { return cuda_err((cudaError_t)e, what); }
+
+static int lt_err(cublasStatus_t s, const char *what)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) return QH_OK;
+    return qh_fail(QH_ESYS, "cuBLASLt error %d in %s", (int)s, what);
+}
+
+int qh_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+/* ---- profiling ------------------------------------------------------------------------------ */
+
+/* Times are taken from the start mark to each event; an event whose time cannot be read has
+ * its interval (and the next readable one's) counted for its own op, and is reported. */
+static void prof_flush(cu_impl *im)
+{
+    if (im->n_ev == 0) return;
+    cudaEventSynchronize(im->ev[im->n_ev]);
+    double prev = 0;
+    int pending = -1;
+    for (int i = 1; i <= im->n_ev; i++) {
+        float c = 0;
+        cudaError_t e = cudaEventElapsedTime(&c, im->ev[0], im->ev[i]);
+        if (e == cudaSuccess) {
+            im->prof_ms[pending >= 0 ? pending : im->ev_kind[i]] += c - prev;
+            prev = c;
+            pending = -1;
+        } else {
+            cudaGetLastError();
+            if (!im->prof_err) im->prof_err = e;
+            im->prof_fail[im->ev_kind[i]]++;
+            if (pending < 0) pending = im->ev_kind[i];
+        }
+    }
+    cudaEvent_t t = im->ev[0]; /* the last event becomes the next start mark */
+    im->ev[0] = im->ev[im->n_ev];
+    im->ev[im->n_ev] = t;
+    im->n_ev = 0;
+}
+
+static void prof_mark(cu_impl *im, int kind)
+{
+    if (!im->prof) return;
+    if (im->n_ev == PROF_EVENTS) prof_flush(im);
+    im->n_ev++;
+    im->ev_kind[im->n_ev] = kind;
+    cudaEventRecord(im->ev[im->n_ev], im->stream);
+}
+
+void qh_cuda_profile(qh_backend *be, int on)
+{
+    cu_impl *im = be->impl;
+    if (on && !im->prof) {
+        for (int i = 0; i <= PROF_EVENTS; i++) cudaEventCreate(&im->ev[i]);
+        memset(im->prof_ms, 0, sizeof im->prof_ms);
+        memset(im->prof_fail, 0, sizeof im->prof_fail);
+        im->prof_err = cudaSuccess;
+        im->n_ev = 0;
+        cudaEventRecord(im->ev[0], im->stream);
+        im->prof = 1;
+    } else if (!on && im->prof) {
+        prof_flush(im);
+        for (int i = 0; i <= PROF_EVENTS; i++) cudaEventDestroy(im->ev[i]);
+        im->prof = 0;
+    }
+}
+
+int qh_cuda_profile_read(qh_backend *be, double ms[QH_CUDA_OP_COUNT], const char *names[QH_CUDA_OP_COUNT])
+{
+    cu_impl *im = be->impl;
+    if (im->prof) prof_flush(im);
+    for (int i = 0; i < QH_CUDA_OP_COUNT; i++) {
+        ms[i] = im->prof_ms[i];
+        names[i] = op_names[i];
+        if (im->prof_fail[i])
+            fprintf(stderr, "qh_cuda_profile: %ld events after '%s' had no time (%s)\n", im->prof_fail[i], op_names[i],
+                    cudaGetErrorString(im->prof_err));
+    }
+    return QH_OK;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static int dev_alloc(cu_impl *im, size_t n, void **p)
+{
+    *p = NULL;
+    cudaError_t e = cudaMallocAsync(p, n ? n : 16, im->stream);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *p = NULL;
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        if (e == cudaErrorMemoryAllocation)
+            return qh_fail(QH_ESYS,
+                           "CUDA out of memory allocating %.1f MiB (%.0f MiB free of %.0f MiB): try a smaller "
+                           "--batch-tokens",
+                           n / 1048576.0, fr / 1048576.0, tot / 1048576.0);
+        return qh_fail(QH_ESYS, "CUDA error allocating %.1f MiB: %s", n / 1048576.0, cudaGetErrorString(e));
+    }
+    im->live += n;
+    if (im->live > im->peak) im->peak = im->live;
+    return QH_OK;
+}
+
+static void dev_free(cu_impl *im, void *p, size_t n)
+{
+    if (!p) return;
+    cudaFreeAsync(p, im->stream);
+    im->live = im->live >= n ? im->live - n : 0;
+}
+
+static int cu_alloc(qh_backend *be, qh_tensor *t)
+{
+    int rc = dev_alloc(be->impl, qh_tensor_nbytes(t), &t->data);
+    if (rc) return rc;
+    t->device = QH_DEVICE_CUDA;
+    t->owned = 1;
+    return QH_OK;
+}
+
+static void cu_release(qh_backend *be, qh_tensor *t)
+{
+    if (t->owned) dev_free(be->impl, t->data, qh_tensor_nbytes(t));
+    t->data = NULL;
+    t->owned = 0;
+}
+
+static int cu_upload(qh_backend *be, const void *host, qh_tensor *t)
+{
+    cu_impl *im = be->impl;
+    int rc = cu_alloc(be, t);
+    if (rc) return rc;
+    size_t n = qh_tensor_nbytes(t);
+    /* From pageable memory the call returns once the bytes are staged: host may be reused. */
+    if (n) rc = cuda_err(cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, im->stream), "upload");
+    prof_mark(im, QH_CUDA_OP_COPY);
+    if (rc) cu_release(be, t);
+    return rc;
+}
+
+static int check_flag(cu_impl *im)
+{
+    if (*(volatile int *)im->err_host) {
+        *(volatile int *)im->err_host = 0;
+        return qh_fail(QH_EINPUT, "a token id is outside the vocabulary (or a row index out of range) on the GPU");
+    }
+    return QH_OK;
+}
+
+static int cu_sync(qh_backend *be)
+{
+    cu_impl *im = be->impl;
+    int rc = cuda_err(cudaStreamSynchronize(im->stream), "synchronize");
+    if (!rc) rc = check_flag(im);
+    return rc;
+}
+
+static int cu_download_f32(qh_backend *be, const qh_tensor *t, float *host)
+{
+    cu_impl *im = be->impl;
+    if (!qh_dtype_is_float(t->dtype)) return qh_fail(QH_ESYS, "download_f32: tensor is not float");
+    size_t n = (size_t)qh_tensor_numel(t), bytes = qh_tensor_nbytes(t);
+    void *dst = host;
+    if (t->dtype != QH_F32) {
+        dst = malloc(bytes ? bytes : 1);
+        if (!dst) return qh_fail(QH_ESYS, "out of memory");
+    }
+    int rc = bytes ? cuda_err(cudaMemcpyAsync(dst, t->data, bytes, cudaMemcpyDeviceToHost, im->stream), "download")
+                   : QH_OK;
+    if (!rc) rc = cu_sync(be);
+    if (!rc && t->dtype != QH_F32) qh_convert_to_f32(t->dtype, dst, host, n);
+    if (dst != host) free(dst);
+    prof_mark(im, QH_CUDA_OP_COPY);
+    return rc;
+}
+
+static int cu_download_start(qh_backend *be, const qh_tensor *t, float *host, int *ticket)
+{
+    cu_impl *im = be->impl;
+    if (!qh_dtype_is_float(t->dtype)) return qh_fail(QH_ESYS, "download_start: tensor is not float");
+    int slot = im->dl_next & 1;
+    if (im->dl[slot].busy) return qh_fail(QH_ESYS, "download_start: internal error: more than two downloads in flight");
+    size_t bytes = qh_tensor_nbytes(t);
+    if (bytes > im->dl[slot].cap) {
+        if (im->dl[slot].stage) cudaFreeHost(im->dl[slot].stage);
+        im->dl[slot].stage = NULL, im->dl[slot].cap = 0;
+        int rc = cuda_err(cudaHostAlloc(&im->dl[slot].stage, bytes, cudaHostAllocDefault), "cudaHostAlloc");
+        if (rc) return rc;
+        im->dl[slot].cap = bytes;
+    }
+    if (!im->dl[slot].done) {
+        int rc = cuda_err(cudaEventCreateWithFlags(&im->dl[slot].done, cudaEventDisableTiming), "cudaEventCreate");
+        if (rc) return rc;
+    }
+    int rc = bytes ? cuda_err(cudaMemcpyAsync(im->dl[slot].stage, t->data, bytes, cudaMemcpyDeviceToHost, im->stream),
+                              "download")
+                   : QH_OK;
+    if (!rc) rc = cuda_err(cudaEventRecord(im->dl[slot].done, im->stream), "cudaEventRecord");
+    if (rc) return rc;
+    im->dl[slot].bytes = bytes, im->dl[slot].n = (size_t)qh_tensor_numel(t);
+    im->dl[slot].host = host, im->dl[slot].dtype = t->dtype, im->dl[slot].busy = 1;
+    *ticket = im->dl_next++;
+    prof_mark(im, QH_CUDA_OP_COPY);
+    return QH_OK;
+}
+
+static int cu_download_wait(qh_backend *be, int ticket)
+{
+    cu_impl *im = be->impl;
+    int slot = ticket & 1;
+    if (!im->dl[slot].busy) return qh_fail(QH_ESYS, "download_wait: internal error: no download %d", ticket);
+    im->dl[slot].busy = 0;
+    int rc = cuda_err(cudaEventSynchronize(im->dl[slot].done), "download");
+    if (!rc) rc = check_flag(im);
+    if (!rc) qh_convert_to_f32(im->dl[slot].dtype, im->dl[slot].stage, im->dl[slot].host, im->dl[slot].n);
+    return rc;
+}
+
+static int cu_type(qh_dtype t)
+{
+    return t == QH_F32 ? QH_CU_F32 : t == QH_BF16 ? QH_CU_BF16 : t == QH_F16 ? QH_CU_F16 : -1;
+}
+
+/* Weights become fp16 on the device (fp32 in the fp32 mode), whatever the checkpoint holds. */
+static int cu_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *out)
+{
+    cu_impl *im = be->impl;
+    if (!qh_dtype_is_float(host_view->dtype))
+        return qh_fail(QH_EINPUT, "the CUDA backend runs float weights (F16, BF16, F32); got %s",
+                       qh_dtype_name(host_view->dtype));
+    qh_dtype wdt = im->precise ? QH_F32 : QH_F16;
+    *out = qh_tensor_desc(wdt, host_view->ndim, host_view->shape);
+    int rc = cu_alloc(be, out);
+    if (rc) return rc;
+    size_t n = (size_t)qh_tensor_numel(host_view);
+    if (host_view->dtype == wdt) {
+        rc = cuda_err(cudaMemcpyAsync(out->data, host_view->data, n * qh_dtype_size(wdt), cudaMemcpyHostToDevice,
+                                      im->stream),
+                      "weight upload");
+    } else {
+        /* BF16/F32 go up as they are and are converted there; F64 is narrowed on the host first */
+        const void *src = host_view->data;
+        float *tmp = NULL;
+        qh_dtype st = host_view->dtype;
+        if (st == QH_F64) {
+            tmp = malloc(n * sizeof(float) + 1);
+            if (!tmp) rc = qh_fail(QH_ESYS, "out of memory");
+            else qh_convert_to_f32(QH_F64, src, tmp, n);
+            src = tmp, st = QH_F32;
+        }
+        void *dev = NULL;
+        size_t bytes = n * qh_dtype_size(st);
+        if (!rc) rc = dev_alloc(im, bytes, &dev);
+        if (!rc) rc = cuda_err(cudaMemcpyAsync(dev, src, bytes, cudaMemcpyHostToDevice, im->stream), "weight upload");
+        if (!rc) rc = launch_err(qh_cu_convert(im->stream, dev, cu_type(st), out->data, cu_type(wdt), (int64_t)n), "convert");
+        dev_free(im, dev, bytes);
+        free(tmp);
+    }
+    if (rc) cu_release(be, out);
+    return rc;
+}
+
+/* ---- checks ----------------------------------------------------------------------------------- */
+
+static int check(const char *op, const qh_tensor *t, int64_t rows, int64_t cols, int types)
+{
+    /* types: bit 0 F16 allowed, bit 1 F32 allowed */
+    int ok = (t->dtype == QH_F16 && (types & 1)) || (t->dtype == QH_F32 && (types & 2));
+    if (!ok || qh_tensor_rows(t) != rows || qh_tensor_cols(t) != cols) {
+        char buf[64];
+        return qh_fail(QH_ESYS, "%s: internal error: expected %s[%lld, %lld], got %s %s", op,
+                       types == 1 ? "F16 " : types == 2 ? "F32 " : "", (long long)rows, (long long)cols,
+                       qh_dtype_name(t->dtype), qh_shape_str(t, buf, sizeof buf));
+    }
+    return QH_OK;
+}
+
+/* ---- matrix products (cuBLASLt) ------------------------------------------------------------- */
+
+/* y[T, N] (+)= x[T, K] w[N, K]^T. Row-major y is column-major y^T = w x^T: A = w (K x N
+ * column-major, transposed), B = x (K x T), C = D = y (N x T). */
+static int get_plan(cu_impl *im, int64_t n, int64_t k, int64_t t, cudaDataType_t atype, cudaDataType_t ctype,
+                    gemm_plan **out)
+{
+    gemm_plan *victim = &im->plans[0];
+    for (int i = 0; i < N_PLANS; i++) {
+        gemm_plan *p = &im->plans[i];
+        if (p->used && p->n == n && p->k == k && p->t == t && p->atype == atype && p->ctype == ctype) {
+            p->stamp = ++im->clock;
+            *out = p;
+            return QH_OK;
+        }
+        if (!p->used || (victim->used && p->stamp < victim->stamp)) victim = p;
+    }
+    gemm_plan *p = victim;
+    if (p->used) {
+        cublasLtMatrixLayoutDestroy(p->a);
+        cublasLtMatrixLayoutDestroy(p->b);
+        cublasLtMatrixLayoutDestroy(p->c);
+        p->used = 0;
+    }
+    int rc = lt_err(cublasLtMatrixLayoutCreate(&p->a, atype, (uint64_t)k, (uint64_t)n, k), "layout");
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->b, atype, (uint64_t)k, (uint64_t)t, k), "layout");
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->c, ctype, (uint64_t)n, (uint64_t)t, n), "layout");
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (!rc)
+        rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, im->mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found),
+                    "heuristic");
+    if (!rc && found < 1)
+        rc = qh_fail(QH_ESYS, "cuBLASLt has no algorithm for [%lld x %lld] x [%lld x %lld]^T", (long long)t,
+                     (long long)k, (long long)n, (long long)k);
+    if (rc) return rc; /* layouts leak only on a broken cuBLASLt */
+    p->algo = res.algo;
+    p->n = n, p->k = k, p->t = t, p->atype = atype, p->ctype = ctype;
+    p->used = 1;
+    p->stamp = ++im->clock;
+    *out = p;
+    return QH_OK;
+}
+
+static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, float beta, const char *op)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n = qh_tensor_rows(w);
+    /* fp16 weights and input (fp16 or fp32 output), or all fp32 (the fp32 mode) */
+    int f32 = w->dtype == QH_F32;
+    if (w->ndim != 2 || w->shape[1] != k || (w->dtype != QH_F16 && !f32))
+        return qh_fail(QH_ESYS, "%s: internal error: weight is not F16/F32 [N, %lld]", op, (long long)k);
+    int rc = check(op, x, t, k, f32 ? 2 : 1);
+    if (!rc) rc = check(op, y, t, n, f32 ? 2 : 3);
+    if (rc) return rc;
+    if (t == 0 || n == 0) return QH_OK;
+    gemm_plan *p;
+    rc = get_plan(im, n, k, t, f32 ? CUDA_R_32F : CUDA_R_16F, y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
+    if (rc) return rc;
+    float alpha = 1.0f;
+    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w->data, p->a, x->data, p->b, &beta, y->data, p->c, y->data,
+                               p->c, &p->algo, im->workspace, WORKSPACE_BYTES, im->stream),
+                op);
+    int kind = beta != 0 ? (k > n ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
+                         : (n > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
+    prof_mark(im, kind);
+    return rc;
+}
+
+static int cu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
+{
+    return gemm(be, x, w, y, 0.0f, "linear");
+}
+
+static int cu_linear_add(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
+{
+    return gemm(be, x, w, y, 1.0f, "linear_add");
+}
+
+/* ---- rotary tables ---------------------------------------------------------------------------- */
+
+static int rope_table(cu_impl *im, int hd, double theta, int n_pos, qh_cuda_rope_tab *tab)
+{
+    if (n_pos < 4096) n_pos = 4096;
+    if (!im->rope_cs || im->rope_hd != hd || im->rope_theta != theta || im->rope_npos < n_pos) {
+        int half = hd / 2;
+        size_t ncs = (size_t)n_pos * half;
+        float2 *cs = malloc(ncs * sizeof *cs);
+        double *inv = malloc((size_t)half * sizeof *inv);
+        int rc = cs && inv ? QH_OK : qh_fail(QH_ESYS, "out of memory");
+        if (!rc) {
+            for (int i = 0; i < half; i++) inv[i] = pow(theta, -2.0 * i / hd); /* as the CPU backend */
+            for (int p = 0; p < n_pos; p++)
+                for (int i = 0; i < half; i++) {
+                    double a = (double)p * inv[i];
+                    cs[(size_t)p * half + i].x = (float)cos(a);
+                    cs[(size_t)p * half + i].y = (float)sin(a);
+                }
+        }
+        dev_free(im, im->rope_cs, (size_t)im->rope_npos * (im->rope_hd / 2) * sizeof(float2));
+        dev_free(im, im->rope_inv, (size_t)(im->rope_hd / 2) * sizeof(double));
+        im->rope_cs = NULL, im->rope_inv = NULL;
+        if (!rc) rc = dev_alloc(im, ncs * sizeof *cs, (void **)&im->rope_cs);
+        if (!rc) rc = dev_alloc(im, (size_t)half * sizeof *inv, (void **)&im->rope_inv);
+        if (!rc) rc = cuda_err(cudaMemcpyAsync(im->rope_cs, cs, ncs * sizeof *cs, cudaMemcpyHostToDevice, im->stream), "rope table");
+        if (!rc) rc = cuda_err(cudaMemcpyAsync(im->rope_inv, inv, half * sizeof *inv, cudaMemcpyHostToDevice, im->stream), "rope table");
+        free(cs);
+        free(inv);
+        if (rc) {
+            dev_free(im, im->rope_cs, ncs * sizeof *cs);
+            dev_free(im, im->rope_inv, (size_t)half * sizeof *inv);
+            im->rope_cs = NULL, im->rope_inv = NULL;
+            return rc;
+        }
+        im->rope_hd = hd, im->rope_theta = theta, im->rope_npos = n_pos;
+    }
+    tab->cs = im->rope_cs;
+    tab->inv_freq = im->rope_inv;
+    tab->n_pos = im->rope_npos;
+    return QH_OK;
+}
+
+/* ---- ops -------------------------------------------------------------------------------------- */
+
+static int cu_embed(qh_backend *be, const qh_tensor *table, const qh_tensor *ids, qh_tensor *out)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_numel(ids), h = qh_tensor_cols(table);
+    int rc = check("embed", out, t, h, 3);
+    if (rc) return rc;
+    if ((table->dtype != QH_F16 && table->dtype != QH_F32) || ids->dtype != QH_I32)
+        return qh_fail(QH_ESYS, "embed: internal error: dtypes");
+    rc = launch_err(qh_cu_embed(im->stream, table->data, cu_type(table->dtype), qh_tensor_rows(table), h, ids->data, t,
+                                out->data, cu_type(out->dtype), im->err_dev),
+                    "embed");
+    prof_mark(im, QH_CUDA_OP_EMBED);
+    return rc;
+}
+
+static int cu_rmsnorm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, float eps, qh_tensor *out)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(x), h = qh_tensor_cols(x);
+    int rc = check("rmsnorm(x)", x, t, h, 3);
+    if (!rc) rc = check("rmsnorm(out)", out, t, h, 3);
+    if (rc) return rc;
+    if (qh_tensor_numel(w) != h || cu_type(w->dtype) < 0) return qh_fail(QH_ESYS, "rmsnorm: internal error: weight");
+    rc = launch_err(qh_cu_rmsnorm(im->stream, x->data, cu_type(x->dtype), w->data, cu_type(w->dtype), eps, out->data,
+                                  cu_type(out->dtype), t, h),
+                    "rmsnorm");
+    prof_mark(im, QH_CUDA_OP_RMSNORM);
+    return rc;
+}
+
+static int cu_rope(qh_backend *be, qh_tensor *q, qh_tensor *k, const qh_tensor *positions, int head_dim, double theta)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(q);
+    if (head_dim <= 0 || head_dim % 2 || qh_tensor_cols(q) % head_dim || qh_tensor_cols(k) % head_dim ||
+        qh_tensor_rows(k) != t || qh_tensor_numel(positions) != t || k->dtype != q->dtype || cu_type(q->dtype) < 0)
+        return qh_fail(QH_ESYS, "rope: internal error: shapes or dtypes");
+    qh_cuda_rope_tab tab;
+    int rc = rope_table(im, head_dim, theta, 0, &tab);
+    if (!rc)
+        rc = launch_err(qh_cu_rope(im->stream, q->data, cu_type(q->dtype), t, (int)(qh_tensor_cols(q) / head_dim),
+                                   head_dim, positions->data, tab),
+                        "rope");
+    if (!rc)
+        rc = launch_err(qh_cu_rope(im->stream, k->data, cu_type(k->dtype), t, (int)(qh_tensor_cols(k) / head_dim),
+                                   head_dim, positions->data, tab),
+                        "rope");
+    prof_mark(im, QH_CUDA_OP_ROPE);
+    return rc;
+}
+
+static int attention_common(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v,
+                            qh_tensor *out, const qh_batch *batch, int n_heads, int n_kv_heads, int head_dim,
+                            const qh_tensor *positions, double theta)
+{
+    cu_impl *im = be->impl;
+    int64_t t = batch->n_tokens;
+    int64_t qw = (int64_t)n_heads * head_dim, kw = (int64_t)n_kv_heads * head_dim;
+    int ty = q->dtype == QH_F32 ? 2 : 1; /* all fp16, or all fp32 */
+    int rc = check("attention(q)", q, t, qw, ty);
+    if (!rc) rc = check("attention(k)", k, t, kw, ty);
+    if (!rc) rc = check("attention(v)", v, t, kw, ty);
+    if (!rc) rc = check("attention(out)", out, t, qw, ty);
+    if (rc) return rc;
+    if (n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 || head_dim % 2 || head_dim > 256)
+        return qh_fail(QH_ESYS, "attention: internal error: heads (%d, %d, head_dim %d)", n_heads, n_kv_heads, head_dim);
+    qh_cuda_rope_tab tab;
+    if (positions) {
+        if (qh_tensor_numel(positions) != t) return qh_fail(QH_ESYS, "attention: internal error: positions");
+        rc = rope_table(im, head_dim, theta, batch->max_len, &tab);
+        if (rc) return rc;
+    }
+    int kind = im->attn_kind;
+    if (head_dim % 16 || !qh_cu_attention_tc_supported(head_dim)) kind = QH_CUDA_ATTN_SIMPLE;
+    rc = launch_err(qh_cu_attention(im->stream, kind, ty == 2, q->data, k->data, v->data, out->data, batch->starts.data,
+                                    positions ? positions->data : NULL, batch->n_seqs, batch->n_tokens, batch->max_len,
+                                    n_heads, n_kv_heads, head_dim, positions ? &tab : NULL),
+                    "attention");
+    prof_mark(im, QH_CUDA_OP_ATTENTION);
+    return rc;
+}
+
+static int cu_attention(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v, qh_tensor *out,
+                        const qh_batch *batch, int n_heads, int n_kv_heads, int head_dim)
+{
+    return attention_common(be, q, k, v, out, batch, n_heads, n_kv_heads, head_dim, NULL, 0);
+}
+
+static int cu_rope_attention(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v,
+                             qh_tensor *out, const qh_batch *batch, int n_heads, int n_kv_heads, int head_dim,
+                             double theta)
+{
+    return attention_common(be, q, k, v, out, batch, n_heads, n_kv_heads, head_dim, &batch->positions, theta);
+}
+
+static int cu_silu_mul(qh_backend *be, const qh_tensor *gate, const qh_tensor *up, qh_tensor *out)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(gate), f = qh_tensor_cols(gate);
+    int rc = check("silu_mul(gate)", gate, t, f, 3);
+    if (!rc) rc = check("silu_mul(up)", up, t, f, 3);
+    if (!rc) rc = check("silu_mul(out)", out, t, f, 3);
+    if (!rc && (up->dtype != gate->dtype || out->dtype != gate->dtype))
+        rc = qh_fail(QH_ESYS, "silu_mul: internal error: mixed dtypes");
+    if (rc) return rc;
+    rc = launch_err(qh_cu_silu_mul(im->stream, gate->data, up->data, out->data, cu_type(gate->dtype), t * f), "silu_mul");
+    prof_mark(im, QH_CUDA_OP_SILU_MUL);
+    return rc;
+}
+
+static int cu_add(qh_backend *be, qh_tensor *x, const qh_tensor *y)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(x), h = qh_tensor_cols(x);
+    int rc = check("add(x)", x, t, h, 3);
+    if (!rc) rc = check("add(y)", y, t, h, 3);
+    if (rc) return rc;
+    rc = launch_err(qh_cu_add(im->stream, x->data, cu_type(x->dtype), y->data, cu_type(y->dtype), t * h), "add");
+    prof_mark(im, QH_CUDA_OP_ADD);
+    return rc;
+}
+
+static int cu_gather_rows(qh_backend *be, const qh_tensor *x, const qh_tensor *rows, qh_tensor *out)
+{
+    cu_impl *im = be->impl;
+    int64_t n = qh_tensor_numel(rows), c = qh_tensor_cols(x);
+    if (out->dtype != x->dtype || qh_tensor_rows(out) != n || qh_tensor_cols(out) != c || rows->dtype != QH_I32)
+        return qh_fail(QH_ESYS, "gather_rows: internal error: shapes");
+    int rc = launch_err(qh_cu_gather_rows(im->stream, x->data, qh_tensor_rows(x), c * (int64_t)qh_dtype_size(x->dtype),
+                                          rows->data, n, out->data, im->err_dev),
+                        "gather_rows");
+    prof_mark(im, QH_CUDA_OP_GATHER);
+    return rc;
+}
+
+/* ---- extras (qh_cuda.h) ----------------------------------------------------------------------- */
+
+void qh_cuda_memory(const qh_backend *be, size_t *live, size_t *peak)
+{
+    const cu_impl *im = be->impl;
+    if (live) *live = im->live;
+    if (peak) *peak = im->peak;
+}
+
+void qh_cuda_reset_peak(qh_backend *be)
+{
+    cu_impl *im = be->impl;
+    im->peak = im->live;
+}
+
+int qh_cuda_device_memory(size_t *used, size_t *total)
+{
+    size_t fr = 0, tot = 0;
+    int rc = cuda_err(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
+    if (used) *used = tot - fr;
+    if (total) *total = tot;
+    return rc;
+}
+
+const char *qh_cuda_device_name(const qh_backend *be) { return ((const cu_impl *)be->impl)->name; }
+
+int qh_cuda_fill(qh_backend *be, qh_tensor *t, uint64_t seed, float mean, float sd)
+{
+    cu_impl *im = be->impl;
+    int type = cu_type(t->dtype);
+    if (type < 0) return qh_fail(QH_ESYS, "qh_cuda_fill: not a 16/32-bit float tensor");
+    return launch_err(qh_cu_fill(im->stream, t->data, type, qh_tensor_numel(t), seed, mean, sd), "fill");
+}
+
+void qh_cuda_set_attention(qh_backend *be, int kind) { ((cu_impl *)be->impl)->attn_kind = kind; }
+
+void qh_cuda_set_precision(qh_backend *be, int fp32)
+{
+    ((cu_impl *)be->impl)->precise = fp32 != 0;
+    be->act_dtype = fp32 ? QH_F32 : QH_F16;
+}
+
+int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos,
+                       double *tflops_first, double *tflops_best)
+{
+    cu_impl *im = be->impl;
+    *tflops_first = *tflops_best = 0;
+    qh_tensor w = qh_tensor_2d(QH_F16, n, k), x = qh_tensor_2d(QH_F16, t, k);
+    qh_tensor y = qh_tensor_2d(f32_acc ? QH_F32 : QH_F16, t, n);
+    cublasLtMatrixLayout_t a = NULL, b = NULL, c = NULL;
+    cublasLtMatmulHeuristicResult_t res[32];
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int found = 0;
+    if (max_algos > 32) max_algos = 32;
+    int rc = cu_alloc(be, &w);
+    if (!rc) rc = cu_alloc(be, &x);
+    if (!rc) rc = cu_alloc(be, &y);
+    if (!rc) rc = qh_cuda_fill(be, &w, 1, 0, 0.02f);
+    if (!rc) rc = qh_cuda_fill(be, &x, 2, 0, 1.0f);
+    if (!rc) rc = qh_cuda_fill(be, &y, 3, 0, 1.0f);
+    cudaDataType_t ct = f32_acc ? CUDA_R_32F : CUDA_R_16F;
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&a, CUDA_R_16F, (uint64_t)k, (uint64_t)n, k), "layout");
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&b, CUDA_R_16F, (uint64_t)k, (uint64_t)t, k), "layout");
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&c, ct, (uint64_t)n, (uint64_t)t, n), "layout");
+    if (!rc) rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, im->mm, a, b, c, c, im->pref, max_algos, res, &found), "heuristic");
+    if (!rc) rc = cuda_err(cudaEventCreate(&e0), "event");
+    if (!rc) rc = cuda_err(cudaEventCreate(&e1), "event");
+    float alpha = 1.0f, beta = f32_acc ? 1.0f : 0.0f;
+    double flop = 2.0 * (double)t * (double)n * (double)k;
+    for (int i = 0; !rc && i < found; i++) {
+        float best_ms = 1e30f;
+        int bad = 0;
+        for (int rep = 0; rep < 6 && !bad; rep++) { /* the first run warms up */
+            cudaEventRecord(e0, im->stream);
+            for (int j = 0; j < 5 && !bad; j++)
+                bad = cublasLtMatmul(im->lt, im->mm, &alpha, w.data, a, x.data, b, &beta, y.data, c, y.data, c,
+                                     &res[i].algo, im->workspace, WORKSPACE_BYTES, im->stream) != CUBLAS_STATUS_SUCCESS;
+            cudaEventRecord(e1, im->stream);
+            float ms = 0;
+            if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) bad = 1;
+            if (rep > 0 && ms / 5 < best_ms) best_ms = ms / 5;
+        }
+        double tf = bad ? 0 : flop / (best_ms * 1e-3) / 1e12;
+        printf("#   gemm t=%lld n=%lld k=%lld %s: algo %2d: %s%7.1f TFLOP/s (%.3f ms)\n", (long long)t, (long long)n,
+               (long long)k, f32_acc ? "f32 C+=" : "f16 C= ", i, bad ? "failed " : "", tf, bad ? 0.0 : best_ms);
+        if (i == 0) *tflops_first = tf;
+        if (tf > *tflops_best) *tflops_best = tf;
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    cu_release(be, &w);
+    cu_release(be, &x);
+    cu_release(be, &y);
+    if (!rc) rc = cu_sync(be);
+    return rc;
+}
+
+/* ---- lifetime --------------------------------------------------------------------------------- */
+
+static void cu_destroy(qh_backend *be)
+{
+    cu_impl *im = be->impl;
+    if (im) {
+        if (im->prof) qh_cuda_profile(be, 0);
+        for (int i = 0; i < N_PLANS; i++)
+            if (im->plans[i].used) {
+                cublasLtMatrixLayoutDestroy(im->plans[i].a);
+                cublasLtMatrixLayoutDestroy(im->plans[i].b);
+                cublasLtMatrixLayoutDestroy(im->plans[i].c);
+            }
+        dev_free(im, im->rope_cs, (size_t)im->rope_npos * (im->rope_hd / 2) * sizeof(float2));
+        dev_free(im, im->rope_inv, (size_t)(im->rope_hd / 2) * sizeof(double));
+        dev_free(im, im->workspace, WORKSPACE_BYTES);
+        if (im->pref) cublasLtMatmulPreferenceDestroy(im->pref);
+        if (im->mm) cublasLtMatmulDescDestroy(im->mm);
+        if (im->lt) cublasLtDestroy(im->lt);
+        if (im->stream) {
+            cudaStreamSynchronize(im->stream);
+            cudaStreamDestroy(im->stream);
+        }
+        if (im->err_host) cudaFreeHost(im->err_host);
+        for (int i = 0; i < 2; i++) {
+            if (im->dl[i].stage) cudaFreeHost(im->dl[i].stage);
+            if (im->dl[i].done) cudaEventDestroy(im->dl[i].done);
+        }
+        /* give the pool's cached blocks back to the device */
+        cudaMemPool_t pool;
+        if (cudaDeviceGetDefaultMemPool(&pool, im->device) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+        cudaGetLastError();
+        free(im);
+    }
+    free(be);
+}
+
+int qh_cuda_backend_create(qh_backend **out)
+{
+    *out = NULL;
+    qh_backend *be = calloc(1, sizeof *be);
+    cu_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return qh_fail(QH_ESYS, "out of memory creating the CUDA backend");
+    }
+    be->impl = im;
+    be->destroy = cu_destroy;
+    int rc = cuda_err(cudaGetDevice(&im->device), "cudaGetDevice");
+    struct cudaDeviceProp prop;
+    if (!rc) rc = cuda_err(cudaGetDeviceProperties(&prop, im->device), "cudaGetDeviceProperties");
+    if (!rc) {
+        snprintf(im->name, sizeof im->name, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
+                 prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+        if (prop.major < 7)
+            rc = qh_fail(QH_EINPUT, "--backend cuda: %s is too old (tensor cores need compute capability 7.0+)", prop.name);
+    }
+    if (!rc) rc = cuda_err(cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    cudaMemPool_t pool;
+    if (!rc) rc = cuda_err(cudaDeviceGetDefaultMemPool(&pool, im->device), "cudaDeviceGetDefaultMemPool");
+    if (!rc) {
+        uint64_t keep = UINT64_MAX; /* keep freed blocks cached: no device sync on the next allocation */
+        rc = cuda_err(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "mempool");
+    }
+    if (!rc) rc = cuda_err(cudaHostAlloc((void **)&im->err_host, sizeof(int), cudaHostAllocMapped), "cudaHostAlloc");
+    if (!rc) {
+        *im->err_host = 0;
+        rc = cuda_err(cudaHostGetDevicePointer((void **)&im->err_dev, im->err_host, 0), "cudaHostGetDevicePointer");
+    }
+    if (!rc) rc = lt_err(cublasLtCreate(&im->lt), "cublasLtCreate");
+    if (!rc) rc = lt_err(cublasLtMatmulDescCreate(&im->mm, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
+    if (!rc) {
+        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        rc = lt_err(cublasLtMatmulDescSetAttribute(im->mm, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "transa");
+        if (!rc) rc = lt_err(cublasLtMatmulDescSetAttribute(im->mm, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "transb");
+    }
+    if (!rc) rc = lt_err(cublasLtMatmulPreferenceCreate(&im->pref), "preference");
+    if (!rc) {
+        uint64_t ws = WORKSPACE_BYTES;
+        rc = lt_err(cublasLtMatmulPreferenceSetAttribute(im->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+                    "preference");
+    }
+    if (!rc) rc = dev_alloc(im, WORKSPACE_BYTES, &im->workspace);
+    if (rc) {
+        cu_destroy(be);
+        return rc;
+    }
+    const char *attn = getenv("QHEAD_CUDA_ATTENTION");
+    im->attn_kind = attn && !strcmp(attn, "simple") ? QH_CUDA_ATTN_SIMPLE : QH_CUDA_ATTN_TC;
+    be->name = "cuda";
+    be->device = QH_DEVICE_CUDA;
+    const char *prec = getenv("QHEAD_CUDA_PRECISION");
+    qh_cuda_set_precision(be, prec && !strcmp(prec, "fp32"));
+    be->alloc = cu_alloc;
+    be->release = cu_release;
+    be->upload = cu_upload;
+    be->download_f32 = cu_download_f32;
+    be->download_start = cu_download_start;
+    be->download_wait = cu_download_wait;
+    be->weight = cu_weight;
+    be->sync = cu_sync;
+    be->embed = cu_embed;
+    be->rmsnorm = cu_rmsnorm;
+    be->linear = cu_linear;
+    be->linear_add = cu_linear_add;
+    be->rope = cu_rope;
+    be->attention = cu_attention;
+    be->rope_attention = cu_rope_attention;
+    be->silu_mul = cu_silu_mul;
+    be->add = cu_add;
+    be->gather_rows = cu_gather_rows;
+    *out = be;
+    return QH_OK;
+}

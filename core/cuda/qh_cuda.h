@@ -1,0 +1,64 @@
+/* Extras of the CUDA backend beyond the backend seam (core/backend.h): memory statistics,
+ * device-side random fill (for benchmarks), attention kernel choice and op profiling.
+ * Only declared when libqhead is built with CUDA (QHEAD_HAVE_CUDA). */
+#ifndef QHEAD_QH_CUDA_H
+#define QHEAD_QH_CUDA_H
+
+#include "../backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes held by the backend's live allocations now, and their high-water mark since creation
+ * or the last qh_cuda_reset_peak (weights, activations and the cuBLASLt workspace). */
+void qh_cuda_memory(const qh_backend *be, size_t *live, size_t *peak);
+void qh_cuda_reset_peak(qh_backend *be);
+/* Device memory used by this process and others (cudaMemGetInfo: total - free), and total. */
+int qh_cuda_device_memory(size_t *used, size_t *total);
+/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" */
+const char *qh_cuda_device_name(const qh_backend *be);
+
+/* Fill a float tensor on the device: normal(mean, sd) from a counter-based generator (seed,
+ * element index), or the constant mean when sd == 0. F16, BF16 or F32. */
+int qh_cuda_fill(qh_backend *be, qh_tensor *t, uint64_t seed, float mean, float sd);
+
+/* Attention kernel: QH_CUDA_ATTN_TC (tensor cores, WMMA, the default) or QH_CUDA_ATTN_SIMPLE
+ * (one warp per query row and head: the plain reference). The environment variable
+ * QHEAD_CUDA_ATTENTION=simple|tc sets the initial choice. */
+enum { QH_CUDA_ATTN_TC = 0, QH_CUDA_ATTN_SIMPLE = 1 };
+void qh_cuda_set_attention(qh_backend *be, int kind);
+
+/* fp32 mode: weights (converted when loaded) and activations in fp32, matrix products in
+ * fp32 without tensor cores, the simple attention kernel. For checking the model code on small
+ * models; not for speed (fp16 storage keeps errors of ~1e-3 relative, see the tests). Call
+ * before loading a model; QHEAD_CUDA_PRECISION=fp32 sets it at creation. */
+void qh_cuda_set_precision(qh_backend *be, int fp32);
+
+/* Op profiling: when on, every op records a CUDA event after it, and the device time between
+ * consecutive events is added to that op's total (the first op after a host sync also counts
+ * the idle gap before it). Costs about a microsecond per op. */
+enum {
+    QH_CUDA_OP_EMBED, QH_CUDA_OP_RMSNORM, QH_CUDA_OP_GEMM_QKV, QH_CUDA_OP_GEMM_O, QH_CUDA_OP_GEMM_GATE_UP,
+    QH_CUDA_OP_GEMM_DOWN, QH_CUDA_OP_GEMM_OTHER, QH_CUDA_OP_ROPE, QH_CUDA_OP_ATTENTION, QH_CUDA_OP_SILU_MUL,
+    QH_CUDA_OP_ADD, QH_CUDA_OP_GATHER, QH_CUDA_OP_COPY, QH_CUDA_OP_COUNT
+};
+void qh_cuda_profile(qh_backend *be, int on);
+/* Milliseconds per op kind since profiling was switched on (syncs first); names[i] for each. */
+int qh_cuda_profile_read(qh_backend *be, double ms[QH_CUDA_OP_COUNT], const char *names[QH_CUDA_OP_COUNT]);
+
+/* Time y[t, n] (+)= x[t, k] w[n, k]^T for each of cuBLASLt's first max_algos heuristic
+ * candidates (random fp16 data; fp32 output and beta 1 when f32_acc, else fp16 and beta 0);
+ * prints one line per candidate and returns the TFLOP/s of the first (what the backend uses)
+ * and of the fastest. */
+int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos,
+                       double *tflops_first, double *tflops_best);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
