@@ -170,8 +170,9 @@ static float *load_fp16_logits(const char *path, int64_t n, int K)
         i++;
         p = strchr(q, '\n');
     }
+    int complete = i == n && !(p && p[1]); /* every row read, nothing after them */
     free(text);
-    if (i != n || (p && p[1])) {
+    if (!complete) {
         free(l);
         return NULL;
     }
