@@ -43,6 +43,11 @@ static int compute(void *user, const int32_t *ids, const int32_t *lengths, int n
     qh_feature_extractor *fx = user;
     int rc = qh_feature_extractor_load(fx);
     if (rc) return rc;
+    if (fx->log && !fx->progress_started) {
+        qh_progress_begin(&fx->progress, fx->log, fx->progress_label, fx->progress_total, "tweets");
+        qh_progress_update(&fx->progress, fx->progress_base);
+        fx->progress_started = 1;
+    }
     double t0 = qh_now_s();
     int H = fx->model->cfg.hidden_size;
     for (int s = 0; s < n;) {
@@ -64,14 +69,16 @@ static void on_part(void *user, int64_t done, int64_t total)
     qh_feature_extractor *fx = user;
     (void)total;
     fx->progress_base = done;
-    if (fx->log) qh_progress_update(&fx->progress, done);
+    if (fx->log && fx->progress_started) qh_progress_update(&fx->progress, done);
 }
 
 int qh_extract_features(qh_feature_extractor *fx, const char *cache_path, const qh_feature_spec *spec,
                         const char *label, float *hidden, qh_feature_stats *stats)
 {
     fx->progress_base = 0;
-    if (fx->log) qh_progress_begin(&fx->progress, fx->log, label, spec->n, "tweets");
+    fx->progress_started = 0;
+    fx->progress_label = label;
+    fx->progress_total = spec->n;
     int rc;
     if (cache_path) {
         rc = qh_features_build(cache_path, spec, compute, fx, on_part, fx, hidden, stats);
@@ -82,6 +89,6 @@ int qh_extract_features(qh_feature_extractor *fx, const char *cache_path, const 
         rc = compute(fx, spec->ids, lengths, (int)spec->n, hidden);
         free(lengths);
     }
-    if (fx->log) qh_progress_end(&fx->progress);
+    if (fx->log && fx->progress_started) qh_progress_end(&fx->progress);
     return rc;
 }

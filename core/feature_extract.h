@@ -27,6 +27,9 @@ typedef struct {
     double compute_seconds;
     int64_t tokens_computed;
     qh_progress progress;
+    int progress_started;  /* the bar starts with the first computation: a reused cache shows none */
+    const char *progress_label;
+    int64_t progress_total;
     int64_t progress_base; /* tweets finished in earlier cache parts */
 } qh_feature_extractor;
 
