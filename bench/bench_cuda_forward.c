@@ -2,7 +2,21 @@
  * command) transformers on the same lengths, one table at the end.
  *
  *   bench_cuda_forward [--lengths FILE] [--batch-tokens N[,N...]] [--reps R] [--model DIR]
+ *                      [--variants fp16,int8,nf4,nf4-dq] [--int8-threshold X] [--int8-chunk N]
+ *                      [--nf4-blocksize N] [--qdir DIR] [--latency R] [--latency-len L]
  *                      [--profile] [--gemm-sweep] [--hf SCRIPT] [--hf-args "ARGS"]
+ *
+ * --variants: each in turn on a fresh backend (default fp16). int8 (LLM.int8(), outlier
+ * threshold --int8-threshold, default 6 as `quantize`), nf4 (blocksize --nf4-blocksize,
+ * default 64) and nf4-dq (with double quantization). A variant may carry its own threshold
+ * and batch sizes: int8:0 (no outlier decomposition), nf4-dq@8192/12288 (instead of
+ * --batch-tokens). The random model's fp16 weights (the same
+ * for every variant) are quantized on the GPU with the library's formats
+ * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
+ * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
+ * --latency R: batch-1 latency of one --latency-len-token sequence (default 30), median of R
+ * calls of qh_llama_forward (ids up, hidden state down) after 3 warm-up calls (with --profile,
+ * then one more call with per-op device times).
  *
  * Workload: 12,284 sequences whose lengths follow the histogram in FILE (default
  * bench/tweeteval-lengths.json: TweetEval sentiment test split, LLaMA-2 tokenizer with BOS,
@@ -16,7 +30,9 @@
  * backend's peak device memory (weights + activations + workspace), plus the device-wide use
  * (cudaMemGetInfo, includes the CUDA context and the pool's cache).
  *
- * --profile: one more pass with per-op device times (CUDA events between ops).
+ * --profile: one more pass with per-op device times (CUDA events between ops); with --latency
+ *   also one profiled latency call and the device time per call of layer 0's q_proj, gate_proj
+ *   and down_proj products at --latency-len tokens.
  * --gemm-sweep: the 7B matrix-product shapes at the first batch size, every cuBLASLt
  *   heuristic candidate timed (is the first one, which the backend takes, the fastest?).
  * --hf SCRIPT: after freeing the GPU, runs `python3 SCRIPT --lengths FILE ARGS` (see
@@ -25,6 +41,7 @@
 #include "backend.h"
 #include "error.h"
 #include "llama_model.h"
+#include "quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +121,27 @@ static int weight(qh_backend *be, qh_tensor *t, int64_t rows, int64_t cols, uint
     return rc ? rc : qh_cuda_fill(be, t, seed, mean, sd);
 }
 
-static int random_model(qh_backend *be, qh_llama_model **out)
+typedef struct {
+    char name[64];  /* fp16, int8, nf4, nf4-dq (with :threshold) */
+    qh_dtype dtype; /* F16, I8, NF4 */
+    int blocksize, double_quant;
+    float threshold;
+    char bt_list[64]; /* batch sizes, or empty: --batch-tokens */
+} variant;
+
+/* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
+static int linear_weight(qh_backend *be, const variant *v, qh_tensor *t, int64_t rows, int64_t cols, uint64_t seed,
+                         float sd)
+{
+    if (v->dtype == QH_F16) return weight(be, t, rows, cols, seed, 0, sd);
+    qh_tensor f;
+    int rc = weight(be, &f, rows, cols, seed, 0, sd);
+    if (!rc) rc = qh_cuda_quantize(be, &f, v->dtype, v->blocksize, v->double_quant, v->threshold, t);
+    be->release(be, &f);
+    return rc;
+}
+
+static int random_model(qh_backend *be, const variant *v, qh_llama_model **out)
 {
     qh_llama_model *m = calloc(1, sizeof *m);
     if (!m) return qh_fail(QH_ESYS, "out of memory");
@@ -128,14 +165,14 @@ static int random_model(qh_backend *be, qh_llama_model **out)
     for (int l = 0; !rc && l < c->num_layers; l++) {
         qh_llama_layer *L = &m->layers[l];
         rc = weight(be, &L->attn_norm, h, 0, seed++, 1, 0);
-        if (!rc) rc = weight(be, &L->wq, qw, h, seed++, 0, sd);
-        if (!rc) rc = weight(be, &L->wk, kw, h, seed++, 0, sd);
-        if (!rc) rc = weight(be, &L->wv, kw, h, seed++, 0, sd);
-        if (!rc) rc = weight(be, &L->wo, h, qw, seed++, 0, sd);
+        if (!rc) rc = linear_weight(be, v, &L->wq, qw, h, seed++, sd);
+        if (!rc) rc = linear_weight(be, v, &L->wk, kw, h, seed++, sd);
+        if (!rc) rc = linear_weight(be, v, &L->wv, kw, h, seed++, sd);
+        if (!rc) rc = linear_weight(be, v, &L->wo, h, qw, seed++, sd);
         if (!rc) rc = weight(be, &L->mlp_norm, h, 0, seed++, 1, 0);
-        if (!rc) rc = weight(be, &L->w_gate, f, h, seed++, 0, sd);
-        if (!rc) rc = weight(be, &L->w_up, f, h, seed++, 0, sd);
-        if (!rc) rc = weight(be, &L->w_down, h, f, seed++, 0, sd);
+        if (!rc) rc = linear_weight(be, v, &L->w_gate, f, h, seed++, sd);
+        if (!rc) rc = linear_weight(be, v, &L->w_up, f, h, seed++, sd);
+        if (!rc) rc = linear_weight(be, v, &L->w_down, h, f, seed++, sd);
     }
     if (!rc) rc = be->sync(be);
     if (rc) {
@@ -149,7 +186,7 @@ static int random_model(qh_backend *be, qh_llama_model **out)
 typedef struct {
     char name[96];
     double time_s, peak_gb, device_gb;
-    int ok;
+    int ok, fp16;
 } row;
 
 static int cmp_double(const void *a, const void *b)
@@ -158,11 +195,124 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* name[:threshold][@bt/bt...] */
+static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
+{
+    memset(v, 0, sizeof *v);
+    v->threshold = thr, v->blocksize = bs;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%.*s", (int)(len < sizeof buf ? len : sizeof buf - 1), spec);
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = 0;
+        snprintf(v->bt_list, sizeof v->bt_list, "%s", at + 1);
+        for (char *c = v->bt_list; *c; c++)
+            if (*c == '/') *c = ',';
+    }
+    char *colon = strchr(buf, ':');
+    if (colon) *colon = 0;
+    if (!strcmp(buf, "fp16")) v->dtype = QH_F16;
+    else if (!strcmp(buf, "int8")) v->dtype = QH_I8;
+    else if (!strcmp(buf, "nf4")) v->dtype = QH_NF4;
+    else if (!strcmp(buf, "nf4-dq")) v->dtype = QH_NF4, v->double_quant = 1;
+    else return qh_fail(QH_EINPUT, "--variants: '%.*s' is not fp16, int8, nf4 or nf4-dq", (int)len, spec);
+    if (colon && v->dtype != QH_I8) return qh_fail(QH_EINPUT, "--variants: a threshold (':') goes with int8 only");
+    if (colon) v->threshold = (float)atof(colon + 1);
+    snprintf(v->name, sizeof v->name, "%.20s", buf);
+    if (colon) snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), " (threshold %g)", v->threshold);
+    return QH_OK;
+}
+
+/* Device time per call of the layer-0 q_proj, gate_proj and down_proj products on t tokens
+ * (200 back-to-back calls after 5 warm-up ones; int8 reuses its quantized input). */
+static int linear_bench(qh_backend *be, qh_llama_model *m, int t, const char *vname)
+{
+    const qh_tensor *ws[3] = {&m->layers[0].wq, &m->layers[0].w_gate, &m->layers[0].w_down};
+    const char *wn[3] = {"q_proj", "gate_proj", "down_proj"};
+    for (int i = 0; i < 3; i++) {
+        int64_t n = ws[i]->shape[0], k = ws[i]->shape[1];
+        qh_tensor x = qh_tensor_2d(be->act_dtype, t, k), y = qh_tensor_2d(be->act_dtype, t, n);
+        int rc = be->alloc(be, &x);
+        if (!rc) rc = be->alloc(be, &y);
+        if (!rc) rc = qh_cuda_fill(be, &x, 7, 0, 1);
+        for (int r = 0; !rc && r < 5; r++) rc = be->linear(be, &x, ws[i], &y);
+        if (!rc) rc = be->sync(be);
+        double a = now();
+        for (int r = 0; !rc && r < 200; r++) rc = be->linear(be, &x, ws[i], &y);
+        if (!rc) rc = be->sync(be);
+        double us = (now() - a) / 200 * 1e6;
+        if (rc) return rc;
+        double bits = ws[i]->dtype == QH_NF4 ? 4 : ws[i]->dtype == QH_I8 ? 8 : 16;
+        printf("#   %s %s [%d x %lld] x [%lld x %lld]^T: %.1f us per call (%.0f GB/s of codes)\n", vname, wn[i], t,
+               (long long)k, (long long)n, (long long)k, us, (double)n * k * bits / 8 / (us * 1e-6) / 1e9);
+        be->release(be, &x), be->release(be, &y);
+    }
+    return QH_OK;
+}
+
+/* One call of run(ctx) with per-op device times, printed under title. */
+static int profiled(qh_backend *be, qh_llama_model *m, int bt, const int32_t *ids, const int32_t *lens, int n,
+                    float *hidden, const char *title)
+{
+    qh_llama_ctx *ctx;
+    int rc = qh_llama_ctx_create(m, bt, &ctx);
+    if (rc) return rc;
+    qh_cuda_profile(be, 1);
+    double a = now();
+    rc = qh_llama_forward(ctx, ids, lens, n, hidden);
+    double wall = now() - a, ms[QH_CUDA_OP_COUNT], sum = 0;
+    const char *names[QH_CUDA_OP_COUNT];
+    qh_cuda_profile_read(be, ms, names);
+    qh_cuda_profile(be, 0);
+    qh_llama_ctx_free(ctx);
+    if (rc) return rc;
+    for (int i = 0; i < QH_CUDA_OP_COUNT; i++) sum += ms[i];
+    printf("# %s (%.3f ms wall with event overhead):\n", title, wall * 1e3);
+    for (int i = 0; i < QH_CUDA_OP_COUNT; i++)
+        if (ms[i] != 0) printf("#   %-26s %9.3f ms  %5.1f%%\n", names[i], ms[i], 100 * ms[i] / sum);
+    printf("#   %-26s %9.3f ms\n", "sum", sum);
+    return QH_OK;
+}
+
+/* What the quantized products did (outlier columns per int8 input, which kernels ran). */
+static void print_quant_stats(qh_backend *be, const char *when)
+{
+    qh_cuda_quant_stats st;
+    qh_cuda_quant_stats_get(be, &st, 1);
+    static const struct {
+        int kind;
+        const char *name;
+    } in[] = {{QH_CUDA_OP_GEMM_QKV, "q/k/v input"},
+              {QH_CUDA_OP_GEMM_O, "o_proj input"},
+              {QH_CUDA_OP_GEMM_GATE_UP, "gate/up input"},
+              {QH_CUDA_OP_GEMM_DOWN, "down_proj input"}};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        long n = st.int8_inputs[in[i].kind];
+        if (n)
+            printf("#   int8 %s (%s): %ld activations quantized, outlier columns mean %.1f, max %d\n", in[i].name, when, n,
+                   (double)st.int8_outlier_cols[in[i].kind] / n, st.int8_outlier_max[in[i].kind]);
+    }
+    if (st.int8_tc_products || st.int8_plain_products)
+        printf("#   int8 products (%s): %ld on tensor cores (cuBLASLt), %ld plain kernel\n", when, st.int8_tc_products,
+               st.int8_plain_products);
+    if (st.nf4_fused || st.nf4_dequant)
+        printf("#   nf4 products (%s): %ld fused (small batches), %ld dequantize + cuBLASLt\n", when, st.nf4_fused,
+               st.nf4_dequant);
+}
+
 int main(int argc, char **argv)
 {
     const char *lengths_path = "bench/tweeteval-lengths.json", *model_dir = NULL, *hf = NULL, *hf_args = "";
-    const char *bt_list = "8192";
-    int reps = 2, profile = 0, sweep = 0;
+    const char *bt_list = "8192", *variants = "fp16", *qdir = "checkpoints";
+    int reps = 2, profile = 0, sweep = 0, lat_reps = 0, lat_len = 30, nf4_bs = 64;
+    double int8_thr = QH_INT8_DEFAULT_THRESHOLD;
+    long int8_chunk = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -170,6 +320,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--batch-tokens") && more) bt_list = argv[++i];
         else if (!strcmp(a, "--reps") && more) reps = atoi(argv[++i]);
         else if (!strcmp(a, "--model") && more) model_dir = argv[++i];
+        else if (!strcmp(a, "--variants") && more) variants = argv[++i];
+        else if (!strcmp(a, "--int8-threshold") && more) int8_thr = atof(argv[++i]);
+        else if (!strcmp(a, "--int8-chunk") && more) int8_chunk = atol(argv[++i]);
+        else if (!strcmp(a, "--nf4-blocksize") && more) nf4_bs = atoi(argv[++i]);
+        else if (!strcmp(a, "--qdir") && more) qdir = argv[++i];
+        else if (!strcmp(a, "--latency") && more) lat_reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--latency-len") && more) lat_len = atoi(argv[++i]);
         else if (!strcmp(a, "--hf") && more) hf = argv[++i];
         else if (!strcmp(a, "--hf-args") && more) hf_args = argv[++i];
         else if (!strcmp(a, "--profile")) profile = 1;
@@ -180,8 +337,16 @@ int main(int argc, char **argv)
         }
     }
     if (reps < 1) reps = 1;
+    if (lat_len < 1) lat_len = 1;
+    variant vars[8];
+    int n_vars = 0, rc;
+    for (const char *p = variants; *p && n_vars < 8;) {
+        size_t len = strcspn(p, ",");
+        if ((rc = parse_variant(p, len, &vars[n_vars++], (float)int8_thr, nf4_bs))) return qh_report(prog, rc);
+        p += len + (p[len] == ',');
+    }
     int32_t *lens = NULL;
-    int n = 0, rc;
+    int n = 0;
     long total = 0;
     if ((rc = load_lengths(lengths_path, &lens, &n, &total))) return qh_report(prog, rc);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
@@ -195,112 +360,161 @@ int main(int argc, char **argv)
     printf("# workload: %d sequences, %ld tokens (mean %.1f, max %d) from %s\n", n, total, (double)total / n, max_len,
            lengths_path);
 
-    qh_backend *be = NULL;
-    qh_llama_model *m = NULL;
-    if ((rc = qh_backend_create("cuda", &be))) return qh_report(prog, rc);
-    printf("# device: %s\n", qh_cuda_device_name(be));
-    double t0 = now();
-    rc = model_dir ? qh_llama_load(model_dir, be, &m) : random_model(be, &m);
-    if (!rc) rc = be->sync(be);
-    if (rc) return qh_report(prog, rc);
-    size_t live, peak;
-    qh_cuda_memory(be, &live, &peak);
-    double weights_gb = live / 1e9;
-    printf("# model: %s, %.2f GB of weights on the GPU, ready in %.1f s\n", model_dir ? model_dir : "random 7B shape",
-           weights_gb, now() - t0);
-    double flop_tok = qh_llama_flops_per_token(&m->cfg);
-    double flops = flop_tok * (double)total;
-    printf("# matrix-product FLOPs: %.3g per token, %.4g in all -> floor %.2f s at 798 TFLOP/s\n", flop_tok, flops,
-           flops / 798e12);
-
-    if (sweep) {
-        long bt = atol(bt_list);
-        const int64_t shp[][3] = {{4096, 4096, 0}, {11008, 4096, 0}, {4096, 4096, 1}, {4096, 11008, 1},
-                                  {12288, 4096, 0}, {22016, 4096, 0}};
-        printf("# GEMM sweep at t = %ld (n, k; f32 C+= is the fused residual):\n", bt);
-        for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++) {
-            double first, best;
-            rc = qh_cuda_gemm_bench(be, bt, shp[i][0], shp[i][1], (int)shp[i][2], 8, &first, &best);
-            if (rc) return qh_report(prog, rc);
-            printf("# GEMM t=%ld n=%lld k=%lld %s: heuristic first %.1f TFLOP/s, best %.1f\n", bt, (long long)shp[i][0],
-                   (long long)shp[i][1], shp[i][2] ? "f32 C+=" : "f16", first, best);
-        }
-        fflush(stdout);
-    }
-
-    float *hidden = malloc(sizeof(float) * (size_t)n * m->cfg.hidden_size);
-    row rows[16];
+    row rows[48];
     int n_rows = 0;
+    struct {
+        char name[64];
+        double ms, min_ms, weights_gb;
+    } lat[8];
+    int n_lat = 0;
+    double flops = 0, fp16_best = 0;
     /* warm-up: n/20 sequences of 49..88 tokens */
     int n_warm = n / 20 > 0 ? n / 20 : 1;
     int32_t *wl = malloc(sizeof(int32_t) * (size_t)n_warm);
     for (int i = 0; i < n_warm; i++) wl[i] = 88 - i % 40 > max_len ? max_len : 88 - i % 40;
-    double best_time = 0;
-    long best_bt = 0;
-    for (const char *p = bt_list; *p && n_rows < 12;) {
-        long bt = strtol(p, (char **)&p, 10);
-        if (*p == ',') p++;
-        if (bt <= 0) break;
-        qh_llama_ctx *ctx;
-        if ((rc = qh_llama_ctx_create(m, (int)bt, &ctx))) return qh_report(prog, rc);
-        qh_cuda_reset_peak(be);
-        rc = qh_llama_forward(ctx, ids, wl, n_warm, hidden);
-        double *times = malloc(sizeof(double) * (size_t)reps);
-        for (int r = 0; !rc && r < reps; r++) {
-            double a = now();
-            rc = qh_llama_forward(ctx, ids, lens, n, hidden);
-            times[r] = now() - a;
+    for (int vi = 0; vi < n_vars; vi++) {
+        const variant *v = &vars[vi];
+        qh_backend *be = NULL;
+        qh_llama_model *m = NULL;
+        if ((rc = qh_backend_create("cuda", &be))) return qh_report(prog, rc);
+        if (vi == 0) printf("# device: %s\n", qh_cuda_device_name(be));
+        if (int8_chunk > 0) qh_cuda_set_int8_chunk(be, int8_chunk);
+        double t0 = now();
+        if (model_dir) {
+            char qfile[4200];
+            const char *fv = v->dtype == QH_F16 ? "fp16" : v->dtype == QH_I8 ? "int8" : "nf4";
+            snprintf(qfile, sizeof qfile, "%s/backbone-%s.safetensors", qdir, fv);
+            rc = qh_llama_load_variant(model_dir, fv, v->dtype == QH_F16 ? NULL : qfile, be, &m);
+        } else {
+            rc = random_model(be, v, &m);
         }
-        if (rc) {
-            printf("# batch tokens %ld: %s\n", bt, qh_last_error());
-            qh_llama_ctx_free(ctx);
-            free(times);
-            continue;
-        }
-        qh_cuda_memory(be, &live, &peak);
-        size_t dev_used = 0;
-        qh_cuda_device_memory(&dev_used, NULL);
-        /* sanity: finite, non-constant hidden states */
-        double sum = 0, sq = 0;
-        for (size_t i = 0; i < (size_t)m->cfg.hidden_size * 4; i++) sum += hidden[i], sq += (double)hidden[i] * hidden[i];
-        qsort(times, (size_t)reps, sizeof *times, cmp_double);
-        double med = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
-        printf("# batch tokens %ld: passes", bt);
-        for (int r = 0; r < reps; r++) printf(" %.3f", times[r]);
-        printf(" s (median %.3f); peak %.2f GB (backend), %.2f GB device-wide; hidden[0..3] rms %.3f%s\n", med,
-               peak / 1e9, dev_used / 1e9, sqrt(sq / (m->cfg.hidden_size * 4.0)), isfinite(sum) ? "" : " NOT FINITE");
-        fflush(stdout);
-        row *R = &rows[n_rows++];
-        snprintf(R->name, sizeof R->name, "qhead CUDA, --batch-tokens %ld", bt);
-        R->time_s = med, R->peak_gb = peak / 1e9, R->device_gb = dev_used / 1e9, R->ok = isfinite(sum);
-        if (!best_time || med < best_time) best_time = med, best_bt = bt;
-        free(times);
-        qh_llama_ctx_free(ctx);
-    }
-    if (profile && best_bt) {
-        qh_llama_ctx *ctx;
-        if ((rc = qh_llama_ctx_create(m, (int)best_bt, &ctx))) return qh_report(prog, rc);
-        qh_cuda_profile(be, 1);
-        double a = now();
-        rc = qh_llama_forward(ctx, ids, lens, n, hidden);
-        double wall = now() - a;
-        double ms[QH_CUDA_OP_COUNT], sum = 0;
-        const char *names[QH_CUDA_OP_COUNT];
-        qh_cuda_profile_read(be, ms, names);
-        qh_cuda_profile(be, 0);
-        qh_llama_ctx_free(ctx);
+        if (!rc) rc = be->sync(be);
         if (rc) return qh_report(prog, rc);
-        for (int i = 0; i < QH_CUDA_OP_COUNT; i++) sum += ms[i];
-        printf("# profile at --batch-tokens %ld (one pass, %.3f s wall with event overhead):\n", best_bt, wall);
-        for (int i = 0; i < QH_CUDA_OP_COUNT; i++)
-            if (ms[i] != 0) printf("#   %-24s %9.1f ms  %5.1f%%\n", names[i], ms[i], 100 * ms[i] / sum);
-        printf("#   %-24s %9.1f ms (wall %.1f ms)\n", "sum", sum, wall * 1e3);
-        fflush(stdout);
+        size_t live, peak;
+        qh_cuda_memory(be, &live, &peak);
+        double weights_gb = live / 1e9;
+        printf("# %s: %s, %.2f GB of weights on the GPU, ready in %.1f s\n", v->name,
+               model_dir ? model_dir : "random 7B shape", weights_gb, now() - t0);
+        if (v->dtype == QH_I8) printf("#   int8 outlier threshold %g\n", m->layers[0].wq.quant.threshold);
+        if (v->dtype == QH_NF4)
+            printf("#   nf4 blocksize %d%s\n", m->layers[0].wq.quant.blocksize,
+                   m->layers[0].wq.quant.qabsmax ? ", double quantization" : "");
+        double flop_tok = qh_llama_flops_per_token(&m->cfg);
+        flops = flop_tok * (double)total;
+        if (vi == 0)
+            printf("# matrix-product FLOPs: %.3g per token, %.4g in all -> floor %.2f s at 798 TFLOP/s (int8: %.2f s at "
+                   "1596 TOPS)\n",
+                   flop_tok, flops, flops / 798e12, flops / 1596e12);
+
+        if (sweep && v->dtype == QH_F16) {
+            long bt = atol(v->bt_list[0] ? v->bt_list : bt_list);
+            const int64_t shp[][3] = {{4096, 4096, 0}, {11008, 4096, 0}, {4096, 4096, 1}, {4096, 11008, 1},
+                                      {12288, 4096, 0}, {22016, 4096, 0}};
+            printf("# GEMM sweep at t = %ld (n, k; f32 C+= is the fused residual):\n", bt);
+            for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++) {
+                double first, best;
+                rc = qh_cuda_gemm_bench(be, bt, shp[i][0], shp[i][1], (int)shp[i][2], 8, &first, &best);
+                if (rc) return qh_report(prog, rc);
+                printf("# GEMM t=%ld n=%lld k=%lld %s: heuristic first %.1f TFLOP/s, best %.1f\n", bt,
+                       (long long)shp[i][0], (long long)shp[i][1], shp[i][2] ? "f32 C+=" : "f16", first, best);
+            }
+            fflush(stdout);
+        }
+
+        float *hidden = malloc(sizeof(float) * (size_t)n * m->cfg.hidden_size);
+        double best_time = 0;
+        long best_bt = 0;
+        for (const char *p = v->bt_list[0] ? v->bt_list : bt_list; *p && n_rows < 40;) {
+            long bt = strtol(p, (char **)&p, 10);
+            if (*p == ',') p++;
+            if (bt <= 0) break;
+            qh_llama_ctx *ctx;
+            if ((rc = qh_llama_ctx_create(m, (int)bt, &ctx))) return qh_report(prog, rc);
+            qh_cuda_reset_peak(be);
+            rc = qh_llama_forward(ctx, ids, wl, n_warm, hidden);
+            qh_cuda_quant_stats sink;
+            qh_cuda_quant_stats_get(be, &sink, 1);
+            double *times = malloc(sizeof(double) * (size_t)reps);
+            for (int r = 0; !rc && r < reps; r++) {
+                double a = now();
+                rc = qh_llama_forward(ctx, ids, lens, n, hidden);
+                times[r] = now() - a;
+            }
+            if (rc) {
+                printf("# %s, batch tokens %ld: %s\n", v->name, bt, qh_last_error());
+                qh_llama_ctx_free(ctx);
+                free(times);
+                continue;
+            }
+            qh_cuda_memory(be, &live, &peak);
+            size_t dev_used = 0;
+            qh_cuda_device_memory(&dev_used, NULL);
+            /* sanity: finite, non-constant hidden states */
+            double sum = 0, sq = 0;
+            for (size_t i = 0; i < (size_t)m->cfg.hidden_size * 4; i++) sum += hidden[i], sq += (double)hidden[i] * hidden[i];
+            printf("# %s, batch tokens %ld: passes", v->name, bt);
+            for (int r = 0; r < reps; r++) printf(" %.3f", times[r]);
+            double med = median(times, reps);
+            printf(" s (median %.3f); peak %.2f GB (backend), %.2f GB device-wide; hidden[0..3] rms %.3f%s\n", med,
+                   peak / 1e9, dev_used / 1e9, sqrt(sq / (m->cfg.hidden_size * 4.0)), isfinite(sum) ? "" : " NOT FINITE");
+            char when[64];
+            snprintf(when, sizeof when, "%d passes", reps);
+            print_quant_stats(be, when);
+            fflush(stdout);
+            row *R = &rows[n_rows++];
+            snprintf(R->name, sizeof R->name, "qhead CUDA %s, --batch-tokens %ld", v->name, bt);
+            R->time_s = med, R->peak_gb = peak / 1e9, R->device_gb = dev_used / 1e9, R->ok = isfinite(sum);
+            R->fp16 = v->dtype == QH_F16;
+            if (R->fp16 && (!fp16_best || med < fp16_best)) fp16_best = med;
+            if (!best_time || med < best_time) best_time = med, best_bt = bt;
+            free(times);
+            qh_llama_ctx_free(ctx);
+        }
+        if (profile && best_bt) {
+            char title[160];
+            snprintf(title, sizeof title, "%s profile at --batch-tokens %ld, one pass", v->name, best_bt);
+            if ((rc = profiled(be, m, (int)best_bt, ids, lens, n, hidden, title))) return qh_report(prog, rc);
+            print_quant_stats(be, "profiled pass");
+            fflush(stdout);
+        }
+        if (lat_reps > 0 && n_lat < 8) {
+            qh_llama_ctx *ctx;
+            if ((rc = qh_llama_ctx_create(m, qh_default_batch_tokens(be), &ctx))) return qh_report(prog, rc);
+            int32_t len = lat_len;
+            double *times = malloc(sizeof(double) * (size_t)lat_reps);
+            for (int r = 0; !rc && r < 3; r++) rc = qh_llama_forward(ctx, ids, &len, 1, hidden);
+            qh_cuda_quant_stats sink;
+            qh_cuda_quant_stats_get(be, &sink, 1);
+            for (int r = 0; !rc && r < lat_reps; r++) {
+                double a = now();
+                rc = qh_llama_forward(ctx, ids, &len, 1, hidden);
+                times[r] = now() - a;
+            }
+            qh_llama_ctx_free(ctx);
+            if (rc) return qh_report(prog, rc);
+            if (profile) { /* one more call with per-op device times */
+                char title[160];
+                snprintf(title, sizeof title, "%s profile of one latency call", v->name);
+                if ((rc = profiled(be, m, qh_default_batch_tokens(be), ids, &len, 1, hidden, title)))
+                    return qh_report(prog, rc);
+            }
+            if (profile && (rc = linear_bench(be, m, lat_len, v->name))) return qh_report(prog, rc);
+            double med = median(times, lat_reps);
+            printf("# %s, batch-1 latency of one %d-token sequence: median %.3f ms, min %.3f ms over %d calls\n", v->name,
+                   lat_len, med * 1e3, times[0] * 1e3, lat_reps);
+            print_quant_stats(be, "latency calls");
+            snprintf(lat[n_lat].name, sizeof lat[n_lat].name, "%s", v->name);
+            lat[n_lat].ms = med * 1e3, lat[n_lat].min_ms = times[0] * 1e3;
+            lat[n_lat].weights_gb = weights_gb;
+            n_lat++;
+            free(times);
+            fflush(stdout);
+        }
+        free(hidden);
+        qh_llama_free(m);
+        qh_backend_destroy(be);
     }
-    free(hidden);
     free(wl);
-    qh_llama_free(m);
-    qh_backend_destroy(be);
 
     if (hf) {
         char cmd[4096];
@@ -314,7 +528,7 @@ int main(int argc, char **argv)
             cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
             cJSON *nm = j ? cJSON_GetObjectItemCaseSensitive(j, "name") : NULL;
             cJSON *tm = j ? cJSON_GetObjectItemCaseSensitive(j, "time_s") : NULL;
-            if (cJSON_IsString(nm) && cJSON_IsNumber(tm) && n_rows < 16) {
+            if (cJSON_IsString(nm) && cJSON_IsNumber(tm) && n_rows < 48) {
                 row *R = &rows[n_rows++];
                 snprintf(R->name, sizeof R->name, "transformers %s", nm->valuestring);
                 R->time_s = tm->valuedouble;
@@ -332,18 +546,32 @@ int main(int argc, char **argv)
     double hf_best = 0;
     for (int i = 0; i < n_rows; i++)
         if (!strncmp(rows[i].name, "transformers", 12) && (!hf_best || rows[i].time_s < hf_best)) hf_best = rows[i].time_s;
-    printf("\n| run | time (s) | tweets/s | tokens/s | useful TFLOP/s | peak GPU memory (GB) | vs best transformers |\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("\n| run | time (s) | tweets/s | tokens/s | useful TFLOP/s | peak GPU memory (GB) | vs best qhead fp16 | vs "
+           "best transformers |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_rows; i++) {
         row *R = &rows[i];
-        char ratio[32] = "";
+        char ratio[32] = "", r16[32] = "";
         if (hf_best) snprintf(ratio, sizeof ratio, "%.2fx", hf_best / R->time_s);
-        printf("| %s%s | %.3f | %.0f | %.0f | %.0f | %.2f (%s %.2f) | %s |\n", R->name, R->ok ? "" : " (NaN!)",
+        if (fp16_best && strncmp(R->name, "transformers", 12)) snprintf(r16, sizeof r16, "%.2fx", fp16_best / R->time_s);
+        printf("| %s%s | %.3f | %.0f | %.0f | %.0f | %.2f (%s %.2f) | %s | %s |\n", R->name, R->ok ? "" : " (NaN!)",
                R->time_s, n / R->time_s, total / R->time_s, flops / R->time_s / 1e12, R->peak_gb,
-               strncmp(R->name, "transformers", 12) ? "device" : "reserved", R->device_gb, ratio);
+               strncmp(R->name, "transformers", 12) ? "device" : "reserved", R->device_gb, r16, ratio);
     }
-    printf("\nfloors: %.4g FLOP / 798 TFLOP/s = %.2f s; weights %.1f GB / 3 TB/s = %.1f ms per pass over them\n", flops,
-           flops / 798e12, weights_gb, weights_gb / 3e3 * 1e3);
+    if (n_lat) {
+        double l16 = 0;
+        for (int i = 0; i < n_lat; i++)
+            if (!strcmp(lat[i].name, "fp16")) l16 = lat[i].ms;
+        printf("\n| variant | batch-1 latency, %d tokens (ms, median) | min (ms) | weights (GB) | fp16 / this |\n", lat_len);
+        printf("|---|---|---|---|---|\n");
+        for (int i = 0; i < n_lat; i++) {
+            char r[32] = "";
+            if (l16) snprintf(r, sizeof r, "%.2fx", l16 / lat[i].ms);
+            printf("| %s | %.3f | %.3f | %.2f | %s |\n", lat[i].name, lat[i].ms, lat[i].min_ms, lat[i].weights_gb, r);
+        }
+    }
+    printf("\nfloors: %.4g FLOP / 798 TFLOP/s = %.2f s (int8 at 1596 TOPS: %.2f s); weights / 3 TB/s per pass over them\n",
+           flops, flops / 798e12, flops / 1596e12);
     free(ids);
     free(lens);
     return 0;

@@ -21,14 +21,32 @@ struct qh_llama_ctx {
     int batch_tokens;
     int cap_tokens, cap_seqs;
     qh_tensor buf[B_COUNT];
+    qh_tensor arena; /* holds Q, K, V, ATT and, after o_proj, GATE and UP (views) */
     int32_t *h_pos, *h_starts, *h_last; /* host staging for the batch description */
     int h_cap_tokens, h_cap_seqs;
 };
 
+/* Q, K, V and ATT are dead once o_proj has read ATT (or its gathered rows), and GATE and UP are
+ * written after it: both sets live in one arena. */
+static int in_arena(int i) { return (i >= B_Q && i <= B_ATT) || i == B_GATE || i == B_UP; }
+
+static size_t up256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Bytes of the arena; each view starts at a multiple of 256 bytes (what cuBLASLt assumes). */
+static size_t arena_bytes(const qh_tensor buf[B_COUNT])
+{
+    size_t attn = 0, mlp = up256(qh_tensor_nbytes(&buf[B_GATE])) + up256(qh_tensor_nbytes(&buf[B_UP]));
+    for (int i = B_Q; i <= B_ATT; i++) attn += up256(qh_tensor_nbytes(&buf[i]));
+    return attn > mlp ? attn : mlp;
+}
+
 static void release_buffers(qh_llama_ctx *ctx)
 {
-    for (int i = 0; i < B_COUNT; i++)
-        if (ctx->buf[i].data) ctx->m->be->release(ctx->m->be, &ctx->buf[i]);
+    for (int i = 0; i < B_COUNT; i++) {
+        if (ctx->buf[i].data && !in_arena(i)) ctx->m->be->release(ctx->m->be, &ctx->buf[i]);
+        ctx->buf[i].data = NULL;
+    }
+    if (ctx->arena.data) ctx->m->be->release(ctx->m->be, &ctx->arena);
 }
 
 /* The workspace buffers for tokens rows and seqs sequences (shapes only), and their bytes. */
@@ -45,9 +63,9 @@ static uint64_t buffer_shapes(const qh_llama_model *m, int64_t tokens, int64_t s
         /* the residual stream (and the final hidden states) stay fp32 on every backend */
         qh_dtype dt = (i == B_X || i == B_XLAST) ? QH_F32 : m->be->act_dtype;
         buf[i] = qh_tensor_2d(dt, rows, widths[i]);
-        bytes += qh_tensor_nbytes(&buf[i]);
+        if (!in_arena(i)) bytes += qh_tensor_nbytes(&buf[i]);
     }
-    return bytes;
+    return bytes + arena_bytes(buf);
 }
 
 /* Refuse a workspace larger than the machine's memory before allocating any of it. */
@@ -70,14 +88,26 @@ static int ensure_capacity(qh_llama_ctx *ctx, int tokens, int seqs)
     release_buffers(ctx);
     qh_backend *be = ctx->m->be;
     buffer_shapes(ctx->m, tokens, seqs, ctx->buf);
-    for (int i = 0; i < B_COUNT; i++) {
-        rc = be->alloc(be, &ctx->buf[i]);
-        if (rc) {
-            ctx->buf[i].data = NULL;
-            release_buffers(ctx);
-            ctx->cap_tokens = ctx->cap_seqs = 0;
-            return rc;
+    ctx->arena = qh_tensor_1d(QH_U8, (int64_t)arena_bytes(ctx->buf));
+    rc = be->alloc(be, &ctx->arena);
+    if (rc) ctx->arena.data = NULL;
+    size_t attn_at = 0, mlp_at = 0;
+    for (int i = 0; !rc && i < B_COUNT; i++) {
+        if (in_arena(i)) {
+            size_t *at = i <= B_ATT ? &attn_at : &mlp_at;
+            ctx->buf[i].data = (char *)ctx->arena.data + *at;
+            ctx->buf[i].device = ctx->arena.device;
+            ctx->buf[i].owned = 0;
+            *at += up256(qh_tensor_nbytes(&ctx->buf[i]));
+            continue;
         }
+        rc = be->alloc(be, &ctx->buf[i]);
+        if (rc) ctx->buf[i].data = NULL;
+    }
+    if (rc) {
+        release_buffers(ctx);
+        ctx->cap_tokens = ctx->cap_seqs = 0;
+        return rc;
     }
     ctx->cap_tokens = tokens;
     ctx->cap_seqs = seqs;

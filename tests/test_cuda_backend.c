@@ -48,64 +48,20 @@
 #define FP16_SEQ_TOL 6e-3
 #define FP16_ALL_TOL 3e-3
 
-typedef struct {
-    qh_backend *cpu, *gpu;
-} backends;
+typedef tu_backends backends;
 
 static void ok(int rc, const char *what)
 {
     if (rc != QH_OK) fail_msg("%s failed (%d): %s", what, rc, qh_last_error());
 }
 
-static int setup(void **state)
-{
-    backends *b = calloc(1, sizeof *b);
-    if (!b) return -1;
-    if (qh_backend_create("cpu", &b->cpu) || qh_backend_create("cuda", &b->gpu)) {
-        fprintf(stderr, "%s\n", qh_last_error());
-        return -1;
-    }
-    *state = b;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    backends *b = *state;
-    qh_backend_destroy(b->cpu);
-    qh_backend_destroy(b->gpu);
-    free(b);
-    return 0;
-}
-
 /* Random normals (never zero) rounded to fp16. */
-static float *rand_f16v(uint64_t *rng, size_t n, double scale)
-{
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        double x = tu_rand_normal(rng) * scale;
-        v[i] = qh_f16_to_f32(qh_f32_to_f16((float)(x != 0 ? x : scale)));
-    }
-    return v;
-}
+static float *rand_f16v(uint64_t *rng, size_t n, double scale) { return tu_rand_f16_values(rng, n, scale); }
 
 /* A [rows, cols] tensor on be holding host values as dtype (F16 or F32). */
 static qh_tensor put(qh_backend *be, const float *host, int64_t rows, int64_t cols, qh_dtype dt)
 {
-    static const float dummy[1] = {0};
-    size_t n = (size_t)(rows * cols);
-    qh_tensor t = qh_tensor_2d(dt, rows, cols);
-    if (dt == QH_F32) {
-        ok(be->upload(be, n ? (const void *)host : (const void *)dummy, &t), "upload");
-        return t;
-    }
-    uint16_t *h = malloc(2 * (n ? n : 1));
-    assert_non_null(h);
-    for (size_t i = 0; i < n; i++) h[i] = qh_f32_to_f16(host[i]);
-    ok(be->upload(be, h, &t), "upload");
-    free(h);
-    return t;
+    return tu_to_backend(be, host, rows, cols, dt);
 }
 
 static qh_tensor put_i32(qh_backend *be, const int32_t *host, int64_t n)
@@ -115,13 +71,7 @@ static qh_tensor put_i32(qh_backend *be, const int32_t *host, int64_t n)
     return t;
 }
 
-static float *get(qh_backend *be, const qh_tensor *t)
-{
-    float *v = malloc(sizeof(float) * (size_t)(qh_tensor_numel(t) ? qh_tensor_numel(t) : 1));
-    assert_non_null(v);
-    ok(be->download_f32(be, t, v), "download");
-    return v;
-}
+static float *get(qh_backend *be, const qh_tensor *t) { return tu_from_backend(be, t); }
 
 static qh_tensor make(qh_backend *be, qh_dtype dt, int64_t rows, int64_t cols)
 {
@@ -500,11 +450,7 @@ static void test_attention(void **state)
 
 /* ---- the whole model --------------------------------------------------------------------------- */
 
-static const char *fixtures(void)
-{
-    const char *e = getenv("QHEAD_FIXTURES"); /* the GPU machine has the tree at another path */
-    return e && *e ? e : QHEAD_FIXTURES;
-}
+static const char *fixtures(void) { return tu_fixtures(); }
 
 static double rel_err_d(const float *got, const double *want, int n)
 {
@@ -659,7 +605,7 @@ int main(void)
         cmocka_unit_test(test_model_mha),
         cmocka_unit_test(test_model_gqa),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_cpu_cuda_setup, tu_cpu_cuda_teardown);
 }
 
 #else

@@ -1,5 +1,8 @@
 #include "testutil.h"
 
+#include "dtype.h"
+#include "error.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,4 +149,77 @@ void tu_write_sentiment_task(const char *dir, int n_train, int n_val, int n_test
         free(text);
         free(labels);
     }
+}
+
+/* ---- backend helpers ---- */
+
+int tu_cpu_cuda_setup(void **state)
+{
+    tu_backends *b = calloc(1, sizeof *b);
+    if (!b) return -1;
+    if (qh_backend_create("cpu", &b->cpu) || qh_backend_create("cuda", &b->gpu)) {
+        fprintf(stderr, "%s\n", qh_last_error());
+        return -1;
+    }
+    *state = b;
+    return 0;
+}
+
+int tu_cpu_cuda_teardown(void **state)
+{
+    tu_backends *b = *state;
+    qh_backend_destroy(b->cpu);
+    qh_backend_destroy(b->gpu);
+    free(b);
+    return 0;
+}
+
+float *tu_rand_f16_values(uint64_t *rng, size_t n, double scale)
+{
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) {
+        double x = tu_rand_normal(rng) * scale;
+        v[i] = qh_f16_to_f32(qh_f32_to_f16((float)(x != 0 ? x : scale)));
+    }
+    return v;
+}
+
+qh_tensor tu_to_backend(qh_backend *be, const float *host, int64_t rows, int64_t cols, qh_dtype dt)
+{
+    static const float dummy[1] = {0};
+    size_t n = (size_t)(rows * cols);
+    qh_tensor t = qh_tensor_2d(dt, rows, cols);
+    int rc;
+    if (dt == QH_F32) {
+        rc = be->upload(be, n ? (const void *)host : (const void *)dummy, &t);
+    } else {
+        uint16_t *h = malloc(2 * (n ? n : 1));
+        assert_non_null(h);
+        for (size_t i = 0; i < n; i++) h[i] = qh_f32_to_f16(host[i]);
+        rc = be->upload(be, h, &t);
+        free(h);
+    }
+    if (rc) fail_msg("upload failed (%d): %s", rc, qh_last_error());
+    return t;
+}
+
+float *tu_from_backend(qh_backend *be, const qh_tensor *t)
+{
+    int64_t n = qh_tensor_numel(t);
+    float *v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    assert_non_null(v);
+    int rc = be->download_f32(be, t, v);
+    if (rc) fail_msg("download failed (%d): %s", rc, qh_last_error());
+    return v;
+}
+
+const char *tu_fixtures(void)
+{
+    const char *e = getenv("QHEAD_FIXTURES");
+#ifdef QHEAD_FIXTURES
+    return e && *e ? e : QHEAD_FIXTURES;
+#else
+    return e && *e ? e : "tests/fixtures";
+#endif
 }

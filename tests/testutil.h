@@ -32,4 +32,25 @@ double tu_rand_normal(uint64_t *state);
  * noise; train/val/test with the given sizes (0: that split is not written). */
 void tu_write_sentiment_task(const char *dir, int n_train, int n_val, int n_test);
 
+/* ---- for tests that compare backends (core/backend.h) ---- */
+#include "backend.h"
+
+/* The CPU backend and the CUDA one: the cmocka group state of tu_cpu_cuda_setup (which prints
+ * why and fails when either cannot be made) and tu_cpu_cuda_teardown. */
+typedef struct {
+    qh_backend *cpu, *gpu;
+} tu_backends;
+int tu_cpu_cuda_setup(void **state);
+int tu_cpu_cuda_teardown(void **state);
+/* n random normals times scale (never zero) rounded to fp16, so that an fp16 and an fp32
+ * backend see the same numbers (malloc'd). */
+float *tu_rand_f16_values(uint64_t *rng, size_t n, double scale);
+/* A [rows, cols] tensor on be holding the host values as dt (F16 or F32); fails the test on error. */
+qh_tensor tu_to_backend(qh_backend *be, const float *host, int64_t rows, int64_t cols, qh_dtype dt);
+/* All of t as fp32 (malloc'd); fails the test on error. */
+float *tu_from_backend(qh_backend *be, const qh_tensor *t);
+/* tests/fixtures: $QHEAD_FIXTURES (the GPU machine has the tree at another path), else the
+ * directory this test was built with. */
+const char *tu_fixtures(void);
+
 #endif

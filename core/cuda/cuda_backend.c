@@ -6,10 +6,13 @@
  * llama_forward.c keeps in fp32 is accumulated in fp32 inside the matrix product's epilogue
  * (linear_add: y += x w^T with C = D = y in fp32), so it costs no separate pass.
  *
+ * int8 and nf4 weights (quant_weights) are placed and multiplied by cuda_quant.c.
+ *
  * Everything runs in order on one stream; memory comes from the stream-ordered pool
  * (cudaMallocAsync), which keeps freed blocks for reuse, so the per-micro-batch allocations of
  * llama_forward.c cost no device synchronisation. Only download_f32 and sync wait for the GPU. */
 #include "cuda_internal.h"
+#include "cuda_quant.h"
 #include "qh_cuda.h"
 
 #include "../error.h"
@@ -39,6 +42,7 @@ typedef struct {
     cudaStream_t stream;
     cublasLtHandle_t lt;
     cublasLtMatmulDesc_t mm;
+    cublasLtMatmulDesc_t mm_i8; /* int8 x int8 -> int32 (quantized weights), made on first use */
     cublasLtMatmulPreference_t pref;
     void *workspace;
     gemm_plan plans[N_PLANS];
@@ -50,6 +54,9 @@ typedef struct {
     double rope_theta;
     size_t live, peak;
     int attn_kind;
+    int sms;
+    unsigned long gen;         /* see qh_cu_be_generation */
+    struct qh_cu_quant *quant; /* cuda_quant.c's state */
     int precise; /* fp32 mode: weights and activations in fp32, SGEMM (qh_cuda_set_precision) */
     /* asynchronous downloads: pinned staging, one slot per ticket parity */
     struct {
@@ -73,7 +80,8 @@ typedef struct {
 
 static const char *op_names[QH_CUDA_OP_COUNT] = {
     "embed (+ host gaps)", "rmsnorm", "gemm q/k/v", "gemm o (+residual)", "gemm gate/up", "gemm down (+residual)",
-    "gemm other", "rope", "attention", "silu_mul", "add", "gather_rows", "copies"};
+    "gemm other", "rope", "attention", "silu_mul", "add", "gather_rows", "copies",
+    "int8 activations (+sync)", "nf4 dequantize"};
 
 static int cuda_err(cudaError_t e, const char *what)
 {
@@ -132,6 +140,8 @@ static void prof_flush(cu_impl *im)
 
 static void prof_mark(cu_impl *im, int kind)
 {
+    if (kind < QH_CUDA_OP_GEMM_QKV || (kind > QH_CUDA_OP_GEMM_OTHER && kind < QH_CUDA_OP_COPY))
+        im->gen++; /* an op that may have written memory (products and copies down track their own) */
     if (!im->prof) return;
     if (im->n_ev == PROF_EVENTS) prof_flush(im);
     im->n_ev++;
@@ -203,6 +213,7 @@ static void dev_free(cu_impl *im, void *p, size_t n)
 
 static int cu_alloc(qh_backend *be, qh_tensor *t)
 {
+    ((cu_impl *)be->impl)->gen++;
     int rc = dev_alloc(be->impl, qh_tensor_nbytes(t), &t->data);
     if (rc) return rc;
     t->device = QH_DEVICE_CUDA;
@@ -212,7 +223,8 @@ static int cu_alloc(qh_backend *be, qh_tensor *t)
 
 static void cu_release(qh_backend *be, qh_tensor *t)
 {
-    if (t->owned) dev_free(be->impl, t->data, qh_tensor_nbytes(t));
+    ((cu_impl *)be->impl)->gen++;
+    if (t->owned) dev_free(be->impl, t->data, qh_tensor_is_quantized(t) ? qh_cu_quant_bytes(t) : qh_tensor_nbytes(t));
     t->data = NULL;
     t->owned = 0;
 }
@@ -317,8 +329,9 @@ static int cu_type(qh_dtype t)
 static int cu_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *out)
 {
     cu_impl *im = be->impl;
+    if (qh_tensor_is_quantized(host_view)) return qh_cu_quant_weight(be, host_view, out);
     if (!qh_dtype_is_float(host_view->dtype))
-        return qh_fail(QH_EINPUT, "the CUDA backend runs float weights (F16, BF16, F32); got %s",
+        return qh_fail(QH_EINPUT, "the CUDA backend runs float weights (F16, BF16, F32, int8, nf4); got %s",
                        qh_dtype_name(host_view->dtype));
     qh_dtype wdt = im->precise ? QH_F32 : QH_F16;
     *out = qh_tensor_desc(wdt, host_view->ndim, host_view->shape);
@@ -371,8 +384,8 @@ static int check(const char *op, const qh_tensor *t, int64_t rows, int64_t cols,
 
 /* y[T, N] (+)= x[T, K] w[N, K]^T. Row-major y is column-major y^T = w x^T: A = w (K x N
  * column-major, transposed), B = x (K x T), C = D = y (N x T). */
-static int get_plan(cu_impl *im, int64_t n, int64_t k, int64_t t, cudaDataType_t atype, cudaDataType_t ctype,
-                    gemm_plan **out)
+static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, int64_t k, int64_t t,
+                    cudaDataType_t atype, cudaDataType_t ctype, gemm_plan **out)
 {
     gemm_plan *victim = &im->plans[0];
     for (int i = 0; i < N_PLANS; i++) {
@@ -386,23 +399,31 @@ static int get_plan(cu_impl *im, int64_t n, int64_t k, int64_t t, cudaDataType_t
     }
     gemm_plan *p = victim;
     if (p->used) {
-        cublasLtMatrixLayoutDestroy(p->a);
-        cublasLtMatrixLayoutDestroy(p->b);
-        cublasLtMatrixLayoutDestroy(p->c);
+        if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+        if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+        if (p->c) cublasLtMatrixLayoutDestroy(p->c);
         p->used = 0;
     }
+    p->a = p->b = p->c = NULL;
     int rc = lt_err(cublasLtMatrixLayoutCreate(&p->a, atype, (uint64_t)k, (uint64_t)n, k), "layout");
     if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->b, atype, (uint64_t)k, (uint64_t)t, k), "layout");
     if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->c, ctype, (uint64_t)n, (uint64_t)t, n), "layout");
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    if (!rc)
-        rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, im->mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found),
+    if (!rc && soft) { /* int8: no algorithm is not an error (the caller has a plain kernel) */
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(im->lt, mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found);
+        if (st != CUBLAS_STATUS_SUCCESS || found < 1) rc = 1;
+    } else if (!rc) {
+        rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found),
                     "heuristic");
+    }
     if (!rc && found < 1)
         rc = qh_fail(QH_ESYS, "cuBLASLt has no algorithm for [%lld x %lld] x [%lld x %lld]^T", (long long)t,
                      (long long)k, (long long)n, (long long)k);
-    if (rc) return rc; /* layouts leak only on a broken cuBLASLt */
+    if (rc) { /* the slot keeps its layouts (destroyed when it is reused) and matches no shape */
+        p->n = -1, p->used = 1, p->stamp = 0;
+        return rc;
+    }
     p->algo = res.algo;
     p->n = n, p->k = k, p->t = t, p->atype = atype, p->ctype = ctype;
     p->used = 1;
@@ -424,7 +445,8 @@ static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tenso
     if (rc) return rc;
     if (t == 0 || n == 0) return QH_OK;
     gemm_plan *p;
-    rc = get_plan(im, n, k, t, f32 ? CUDA_R_32F : CUDA_R_16F, y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
+    rc = get_plan(im, im->mm, 0, n, k, t, f32 ? CUDA_R_32F : CUDA_R_16F, y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F,
+                  &p);
     if (rc) return rc;
     float alpha = 1.0f;
     rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w->data, p->a, x->data, p->b, &beta, y->data, p->c, y->data,
@@ -438,12 +460,56 @@ static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tenso
 
 static int cu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
 {
+    if (qh_tensor_is_quantized(w)) return qh_cu_quant_linear(be, x, w, y, 0);
+    ((cu_impl *)be->impl)->gen++;
     return gemm(be, x, w, y, 0.0f, "linear");
 }
 
 static int cu_linear_add(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
 {
+    if (qh_tensor_is_quantized(w)) return qh_cu_quant_linear(be, x, w, y, 1);
+    ((cu_impl *)be->impl)->gen++;
     return gemm(be, x, w, y, 1.0f, "linear_add");
+}
+
+/* ---- services for cuda_quant.c (cuda_quant.h) ------------------------------------------------ */
+
+cudaStream_t qh_cu_be_stream(qh_backend *be) { return ((cu_impl *)be->impl)->stream; }
+int qh_cu_be_sm_count(qh_backend *be) { return ((cu_impl *)be->impl)->sms; }
+int qh_cu_be_alloc(qh_backend *be, size_t bytes, void **p) { return dev_alloc(be->impl, bytes, p); }
+void qh_cu_be_free(qh_backend *be, void *p, size_t bytes) { dev_free(be->impl, p, bytes); }
+int qh_cu_be_err(cudaError_t e, const char *what) { return cuda_err(e, what); }
+void qh_cu_be_mark(qh_backend *be, int kind) { prof_mark(be->impl, kind); }
+unsigned long qh_cu_be_generation(qh_backend *be) { return ((cu_impl *)be->impl)->gen; }
+struct qh_cu_quant **qh_cu_be_quant(qh_backend *be) { return &((cu_impl *)be->impl)->quant; }
+
+int qh_cu_be_gemm_f16(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, float beta)
+{
+    return gemm(be, x, w, y, beta, beta != 0 ? "linear_add" : "linear");
+}
+
+int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t k, int64_t t)
+{
+    cu_impl *im = be->impl;
+    if (!im->mm_i8) {
+        cublasLtMatmulDesc_t mm = NULL;
+        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        if (cublasLtMatmulDescCreate(&mm, CUBLAS_COMPUTE_32I, CUDA_R_32I) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) != CUBLAS_STATUS_SUCCESS) {
+            if (mm) cublasLtMatmulDescDestroy(mm);
+            return 1;
+        }
+        im->mm_i8 = mm;
+    }
+    gemm_plan *p;
+    int rc = get_plan(im, im->mm_i8, 1, n, k, t, CUDA_R_8I, CUDA_R_32I, &p);
+    if (rc) return rc;
+    int32_t alpha = 1, beta = 0;
+    cublasStatus_t st = cublasLtMatmul(im->lt, im->mm_i8, &alpha, w, p->a, xq, p->b, &beta, acc, p->c, acc, p->c,
+                                       &p->algo, im->workspace, WORKSPACE_BYTES, im->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return 1;
+    return lt_err(st, "int8 matrix product");
 }
 
 /* ---- rotary tables ---------------------------------------------------------------------------- */
@@ -657,6 +723,7 @@ int qh_cuda_fill(qh_backend *be, qh_tensor *t, uint64_t seed, float mean, float 
     cu_impl *im = be->impl;
     int type = cu_type(t->dtype);
     if (type < 0) return qh_fail(QH_ESYS, "qh_cuda_fill: not a 16/32-bit float tensor");
+    im->gen++;
     return launch_err(qh_cu_fill(im->stream, t->data, type, qh_tensor_numel(t), seed, mean, sd), "fill");
 }
 
@@ -735,13 +802,15 @@ static void cu_destroy(qh_backend *be)
         if (im->prof) qh_cuda_profile(be, 0);
         for (int i = 0; i < N_PLANS; i++)
             if (im->plans[i].used) {
-                cublasLtMatrixLayoutDestroy(im->plans[i].a);
-                cublasLtMatrixLayoutDestroy(im->plans[i].b);
-                cublasLtMatrixLayoutDestroy(im->plans[i].c);
+                if (im->plans[i].a) cublasLtMatrixLayoutDestroy(im->plans[i].a);
+                if (im->plans[i].b) cublasLtMatrixLayoutDestroy(im->plans[i].b);
+                if (im->plans[i].c) cublasLtMatrixLayoutDestroy(im->plans[i].c);
             }
         dev_free(im, im->rope_cs, (size_t)im->rope_npos * (im->rope_hd / 2) * sizeof(float2));
         dev_free(im, im->rope_inv, (size_t)(im->rope_hd / 2) * sizeof(double));
         dev_free(im, im->workspace, WORKSPACE_BYTES);
+        qh_cu_quant_free(be);
+        if (im->mm_i8) cublasLtMatmulDescDestroy(im->mm_i8);
         if (im->pref) cublasLtMatmulPreferenceDestroy(im->pref);
         if (im->mm) cublasLtMatmulDescDestroy(im->mm);
         if (im->lt) cublasLtDestroy(im->lt);
@@ -781,6 +850,7 @@ int qh_cuda_backend_create(qh_backend **out)
     if (!rc) {
         snprintf(im->name, sizeof im->name, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
                  prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+        im->sms = prop.multiProcessorCount;
         if (prop.major < 7)
             rc = qh_fail(QH_EINPUT, "--backend cuda: %s is too old (tensor cores need compute capability 7.0+)", prop.name);
     }
@@ -818,6 +888,7 @@ int qh_cuda_backend_create(qh_backend **out)
     im->attn_kind = attn && !strcmp(attn, "simple") ? QH_CUDA_ATTN_SIMPLE : QH_CUDA_ATTN_TC;
     be->name = "cuda";
     be->device = QH_DEVICE_CUDA;
+    be->quant_weights = 1;
     const char *prec = getenv("QHEAD_CUDA_PRECISION");
     qh_cuda_set_precision(be, prec && !strcmp(prec, "fp32"));
     be->alloc = cu_alloc;

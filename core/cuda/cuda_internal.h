@@ -44,6 +44,61 @@ int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void
                     int n_heads, int n_kv, int hd, const qh_cuda_rope_tab *rope);
 int qh_cu_attention_tc_supported(int hd);
 
+/* ---- quantized weights (cuda_quant.cu; formats in ../quant.h, device layout in
+ * ../quant_gpu_plan.h). Activations x are fp16 [t, k]. ---- */
+
+/* The NF4 levels (and the midpoints between neighbours, float64) into constant memory. */
+int qh_cu_quant_init(cudaStream_t s, const float levels[16], const double mids[15]);
+
+/* int8 activations, LLM.int8(): flags[c] = 1 where any |x[:, c]| >= thr (flags zeroed first);
+ * idx[0..m) the flagged columns in order, m into *m_dev and, when m_host is non-NULL (mapped
+ * host memory), there too; xq[t, kp] = rint(x * 127 / s_t) over the other columns (0 at flagged
+ * and padding columns), sx[t] = s_t / 127 with s_t their absmax (flags NULL: all columns). */
+int qh_cu_i8_flags(cudaStream_t s, const void *x, int64_t t, int64_t k, float thr, unsigned char *flags);
+int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host);
+int qh_cu_i8_rowquant(cudaStream_t s, const void *x, int64_t t, int64_t k, int64_t kp, const unsigned char *flags,
+                      int8_t *xq, float *sx);
+/* xo[t, mp] = x[t, idx[j]] for j < m, 0 for m <= j < mp (fp16). */
+int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, void *xo);
+/* wo[n, mp] = fp16(w[n, idx[j]] * (scb[n] / 127)) for j < m, 0 beyond (w rows of kp codes). */
+int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, const float *scb, const int32_t *idx,
+                      int m, int mp, void *wo);
+/* y[t, n] (+)= (acc[t, n] * sx[t]) * (scb[n] / 127) (+ extra[t, n], fp32 [t, n], when non-NULL);
+ * acc rows of ldc int32; y fp16 or fp32 (y_type). */
+int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
+                      const float *extra, void *y, int y_type, int accumulate, int64_t t, int64_t n);
+/* acc[t, ldc] = xq[t, kp] w[n, kp]^T in int32 with dp4a (kp a multiple of 16): the plain kernel
+ * for shapes cuBLASLt's int8 kernels refuse. */
+int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,
+                         int64_t t, int64_t ldc);
+
+typedef struct {
+    const uint8_t *codes; /* two per byte, high nibble first, the weight flattened row-major */
+    const float *absmax;  /* [n_blocks], or NULL with double quantization: */
+    const int8_t *qabsmax;
+    const float *nested;
+    float offset;
+    int blocksize;
+    int blocksize_shift; /* log2(blocksize) when a power of two, else -1 */
+    int nested_shift;    /* log2(QH_NF4_NESTED_BLOCK) */
+} qh_cu_nf4;
+
+/* out[i] = fp16(level[code i] * absmax(block of i)) for the flattened elements [0, n). */
+int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t n, void *out);
+/* The fused small-batch product (../quant_gpu_plan.h): y[t, n] (+)= x[t, k] w[n, k]^T, y fp16
+ * or fp32. With splits > 1 the partial sums meet in scratch (fp32 [t, n], zero, left zero) and
+ * the last block of each row group writes y (counters[row_groups], zero, left zero); for fp32
+ * y with accumulate they are added to y directly. */
+int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
+                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate,
+                    float *scratch, int *counters);
+
+/* Quantizers on the device (bench/test helpers; same codes as ../quant_int8.c and
+ * ../quant_nf4.c): w fp16. int8 writes q[rows_pad, kp] (caller zeroes) and scb[rows]; nf4
+ * writes codes and absmax[ceil(n / blocksize)]. */
+int qh_cu_i8_quantize(cudaStream_t s, const void *w, int64_t rows, int64_t k, int64_t kp, int8_t *q, float *scb);
+int qh_cu_nf4_quantize(cudaStream_t s, const void *w, int64_t n, int blocksize, uint8_t *codes, float *absmax);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,7 +44,10 @@ void qh_cuda_set_precision(qh_backend *be, int fp32);
 enum {
     QH_CUDA_OP_EMBED, QH_CUDA_OP_RMSNORM, QH_CUDA_OP_GEMM_QKV, QH_CUDA_OP_GEMM_O, QH_CUDA_OP_GEMM_GATE_UP,
     QH_CUDA_OP_GEMM_DOWN, QH_CUDA_OP_GEMM_OTHER, QH_CUDA_OP_ROPE, QH_CUDA_OP_ATTENTION, QH_CUDA_OP_SILU_MUL,
-    QH_CUDA_OP_ADD, QH_CUDA_OP_GATHER, QH_CUDA_OP_COPY, QH_CUDA_OP_COUNT
+    QH_CUDA_OP_ADD, QH_CUDA_OP_GATHER, QH_CUDA_OP_COPY,
+    QH_CUDA_OP_INT8_ACT,    /* int8: outlier columns, per-token quantization (and the host sync for the count) */
+    QH_CUDA_OP_NF4_DEQUANT, /* nf4: dequantizing a weight to fp16 for cuBLASLt */
+    QH_CUDA_OP_COUNT
 };
 void qh_cuda_profile(qh_backend *be, int on);
 /* Milliseconds per op kind since profiling was switched on (syncs first); names[i] for each. */
@@ -56,6 +59,31 @@ int qh_cuda_profile_read(qh_backend *be, double ms[QH_CUDA_OP_COUNT], const char
  * and of the fastest. */
 int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos,
                        double *tflops_first, double *tflops_best);
+
+/* ---- quantized weights (int8, nf4: cuda_quant.c) ---- */
+
+/* What the quantized products did since the backend was created or the last reset. int8
+ * counts are by the kind of product whose input was quantized (QH_CUDA_OP_GEMM_*: q/k/v input,
+ * o_proj input, gate/up input, down_proj input). */
+typedef struct {
+    long int8_inputs[QH_CUDA_OP_COUNT];       /* activations quantized (once per input, shared by q/k/v) */
+    long int8_outlier_cols[QH_CUDA_OP_COUNT]; /* outlier columns, summed over those */
+    int int8_outlier_max[QH_CUDA_OP_COUNT];
+    long int8_tc_products, int8_plain_products; /* cuBLASLt int8 tensor cores / the plain dp4a kernel */
+    long nf4_fused, nf4_dequant;                /* the fused small-batch kernel / dequantize + cuBLASLt */
+} qh_cuda_quant_stats;
+void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
+/* int8: tokens per int8 matrix product (its int32 result is a scratch of tokens x rows); 0 is
+ * the default (4096). */
+void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
+/* nf4: 0 sends every product through dequantize + cuBLASLt (tests compare the two paths). */
+void qh_cuda_set_nf4_fused(qh_backend *be, int on);
+
+/* Quantize an fp16 weight already on this device into the backend's layout, as `quantize`
+ * would (int8: threshold stored for run time; nf4: blocksize, double quantization done on
+ * the host): benchmarks build quantized 7B models on the GPU with it. */
+int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocksize, int double_quant,
+                     float threshold, qh_tensor *out);
 
 #ifdef __cplusplus
 }

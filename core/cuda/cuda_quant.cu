@@ -1,0 +1,699 @@
+/* Kernels of the CUDA backend for quantized weights (formats in ../quant.h, device layout in
+ * ../quant_gpu_plan.h; the host side is cuda_quant.c).
+ *
+ * int8 (LLM.int8()): the activations are quantized per token by two passes over x (outlier
+ * column flags over the whole batch, then one block per row: absmax of the regular columns,
+ * codes), multiplied by cuBLASLt's int8 tensor-core kernels into int32, and scaled by
+ * i8_epilogue (row scale x column scale, plus the outlier columns' fp16 product, into fp16
+ * activations or added to the fp32 residual). Arithmetic and rounding follow
+ * ../cpu/cpu_linear_quant.c step by step (explicit _rn intrinsics: no fused multiply-adds), so
+ * the same fp32 input gives the same codes.
+ *
+ * nf4: large batches dequantize the weight to fp16(level * absmax) (nf4_dequant) for
+ * cuBLASLt; up to 32 tokens nf4_fused reads the 4-bit codes once and multiplies on tensor cores
+ * (mma.sync m16n8k16): each thread turns its code bytes into A fragments with one table
+ * look-up per byte (two fp16 levels), the products of each 64-column step (one absmax block
+ * per row) are scaled by the absmax in fp32 afterwards. A thread's fragment columns are a
+ * permutation of 16 consecutive input columns (its 8 code bytes), and the x fragments it loads
+ * from shared memory follow the same permutation, so the sum over the columns is unchanged. */
+#include "cuda_internal.h"
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace {
+
+__constant__ float c_levels[16];
+__constant__ double c_mids[15];
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Max over the block of non-negative values (blockDim a multiple of 32); sh[32] scratch. */
+__device__ float block_max(float v, float *sh)
+{
+    v = warp_max(v);
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    if (wid == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.f;
+        v = warp_max(v);
+        if (lane == 0) sh[0] = v;
+    }
+    __syncthreads();
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+unsigned grid_for(int64_t n, int threads)
+{
+    int64_t b = (n + threads - 1) / threads;
+    if (b > 132 * 64) b = 132 * 64;
+    return (unsigned)(b > 0 ? b : 1);
+}
+
+/* ---- int8 activations ------------------------------------------------------------------------ */
+
+template <int V>
+__device__ __forceinline__ void load_h(const __half *p, float *v)
+{
+    if (V == 8) {
+        uint4 u = *reinterpret_cast<const uint4 *>(p);
+        const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f = __half22float2(h[j]);
+            v[2 * j] = f.x, v[2 * j + 1] = f.y;
+        }
+    } else {
+        v[0] = __half2float(*p);
+    }
+}
+
+template <int V>
+__global__ void i8_flags_kernel(const __half *x, int64_t t, int64_t k, float thr, unsigned char *flags)
+{
+    int64_t c = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (c >= k) return;
+    unsigned hit = 0;
+    for (int64_t r = blockIdx.y; r < t; r += gridDim.y) {
+        float v[V];
+        load_h<V>(x + r * k + c, v);
+#pragma unroll
+        for (int j = 0; j < V; j++)
+            if (fabsf(v[j]) >= thr) hit |= 1u << j;
+    }
+    for (int j = 0; j < V; j++)
+        if (hit >> j & 1) flags[c + j] = 1;
+}
+
+/* One block of 1024 threads: the flagged columns in order. */
+__global__ void i8_compact_kernel(const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host)
+{
+    __shared__ int sums[32];
+    __shared__ int base;
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    if (threadIdx.x == 0) base = 0;
+    __syncthreads();
+    for (int64_t c0 = 0; c0 < k; c0 += 1024) {
+        int64_t c = c0 + threadIdx.x;
+        int f = c < k && flags[c];
+        unsigned b = __ballot_sync(0xffffffffu, f);
+        int pre = __popc(b & ((1u << lane) - 1));
+        if (lane == 0) sums[wid] = __popc(b);
+        __syncthreads();
+        if (wid == 0) { /* inclusive scan of the 32 warp counts */
+            int v = sums[lane];
+            for (int o = 1; o < 32; o <<= 1) {
+                int u = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += u;
+            }
+            sums[lane] = v;
+        }
+        __syncthreads();
+        if (f) idx[base + (wid ? sums[wid - 1] : 0) + pre] = (int32_t)c;
+        __syncthreads();
+        if (threadIdx.x == 0) base += sums[31];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        *m_dev = base;
+        if (m_host) *(volatile int *)m_host = base;
+    }
+}
+
+/* One block per token: absmax of the regular columns, then the codes (as the CPU:
+ * inv = 127 / amax, q = rint(x * inv) clamped to [-127, 127], NaN -> 0). */
+template <int V>
+__global__ void i8_rowquant_kernel(const __half *x, int64_t k, int64_t kp, const unsigned char *flags, int8_t *xq,
+                                   float *sx)
+{
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const __half *xr = x + r * k;
+    float amax = 0.f;
+    for (int64_t c = (int64_t)threadIdx.x * V; c < k; c += (int64_t)blockDim.x * V) {
+        float v[V];
+        load_h<V>(xr + c, v);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float a = fabsf(v[j]);
+            if (flags && flags[c + j]) a = 0.f;
+            if (a > amax) amax = a;
+        }
+    }
+    amax = block_max(amax, sh);
+    const float inv = amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f;
+    if (threadIdx.x == 0) sx[r] = __fdiv_rn(amax, 127.0f);
+    int8_t *qr = xq + r * kp;
+    for (int64_t c = (int64_t)threadIdx.x * V; c < kp; c += (int64_t)blockDim.x * V) {
+        float v[V];
+        if (c < k) load_h<V>(xr + c, v);
+        uint2 packed = make_uint2(0, 0);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            float f = 0.f;
+            if (c < k && !(flags && flags[c + j])) f = rintf(__fmul_rn(v[j], inv));
+            f = f > 127.f ? 127.f : f < -127.f ? -127.f : (f == f ? f : 0.f);
+            unsigned byte = (unsigned)(int)f & 0xffu;
+            if (j < 4) packed.x |= byte << (8 * j);
+            else packed.y |= byte << (8 * (j - 4));
+        }
+        if (V == 8) *reinterpret_cast<uint2 *>(qr + c) = packed;
+        else qr[c] = (int8_t)(packed.x & 0xffu);
+    }
+}
+
+__global__ void i8_gather_x_kernel(const __half *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, __half *xo)
+{
+    int64_t n = t * mp;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / mp;
+        int j = (int)(i - r * mp);
+        xo[i] = j < m ? x[r * k + idx[j]] : __float2half(0.f);
+    }
+}
+
+__global__ void i8_gather_w_kernel(const int8_t *w, int64_t rows, int64_t kp, const float *scb, const int32_t *idx,
+                                   int m, int mp, __half *wo)
+{
+    int64_t n = rows * mp;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / mp;
+        int j = (int)(i - r * mp);
+        float v = j < m ? __fmul_rn((float)w[r * kp + idx[j]], __fdiv_rn(scb[r], 127.0f)) : 0.f;
+        wo[i] = __float2half_rn(v);
+    }
+}
+
+template <int V, bool F16, bool ACC>
+__global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
+                                   const float *extra, void *y, int64_t t, int64_t n)
+{
+    for (int64_t r = blockIdx.y; r < t; r += gridDim.y) {
+        const float s = sx[r];
+        for (int64_t c = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * V; c < n;
+             c += (int64_t)gridDim.x * blockDim.x * V) {
+            float v[V];
+            if (V == 4) {
+                int4 a = *reinterpret_cast<const int4 *>(acc + r * ldc + c);
+                float4 sc = *reinterpret_cast<const float4 *>(scb + c);
+                v[0] = __fmul_rn(__fmul_rn((float)a.x, s), __fdiv_rn(sc.x, 127.0f));
+                v[1] = __fmul_rn(__fmul_rn((float)a.y, s), __fdiv_rn(sc.y, 127.0f));
+                v[2] = __fmul_rn(__fmul_rn((float)a.z, s), __fdiv_rn(sc.z, 127.0f));
+                v[3] = __fmul_rn(__fmul_rn((float)a.w, s), __fdiv_rn(sc.w, 127.0f));
+                if (extra) {
+                    float4 e = *reinterpret_cast<const float4 *>(extra + r * n + c);
+                    v[0] = __fadd_rn(v[0], e.x), v[1] = __fadd_rn(v[1], e.y);
+                    v[2] = __fadd_rn(v[2], e.z), v[3] = __fadd_rn(v[3], e.w);
+                }
+            } else {
+                v[0] = __fmul_rn(__fmul_rn((float)acc[r * ldc + c], s), __fdiv_rn(scb[c], 127.0f));
+                if (extra) v[0] = __fadd_rn(v[0], extra[r * n + c]);
+            }
+            if (F16) {
+                __half *yp = static_cast<__half *>(y) + r * n + c;
+                if (V == 4) {
+                    uint2 u = *reinterpret_cast<uint2 *>(yp);
+                    __half2 *h = reinterpret_cast<__half2 *>(&u);
+                    if (ACC) {
+                        float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+                        v[0] += a.x, v[1] += a.y, v[2] += b.x, v[3] += b.y;
+                    }
+                    h[0] = __floats2half2_rn(v[0], v[1]);
+                    h[1] = __floats2half2_rn(v[2], v[3]);
+                    *reinterpret_cast<uint2 *>(yp) = u;
+                } else {
+                    *yp = __float2half_rn(ACC ? __half2float(*yp) + v[0] : v[0]);
+                }
+            } else {
+                float *yp = static_cast<float *>(y) + r * n + c;
+                if (V == 4) {
+                    float4 o = make_float4(v[0], v[1], v[2], v[3]);
+                    if (ACC) {
+                        float4 a = *reinterpret_cast<float4 *>(yp);
+                        o.x += a.x, o.y += a.y, o.z += a.z, o.w += a.w;
+                    }
+                    *reinterpret_cast<float4 *>(yp) = o;
+                } else {
+                    *yp = ACC ? *yp + v[0] : v[0];
+                }
+            }
+        }
+    }
+}
+
+/* acc[r, col] for col < n: 16 codes per step, four dp4a. */
+__global__ void i8_gemm_simple_kernel(const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp, int64_t t,
+                                      int64_t ldc)
+{
+    int64_t col = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= n) return;
+    const int4 *b = reinterpret_cast<const int4 *>(w + col * kp);
+    for (int64_t r = blockIdx.y; r < t; r += gridDim.y) {
+        const int4 *a = reinterpret_cast<const int4 *>(xq + r * kp);
+        int s = 0;
+        for (int64_t i = 0; i < kp / 16; i++) {
+            int4 u = a[i], v = b[i];
+            s = __dp4a(u.x, v.x, s);
+            s = __dp4a(u.y, v.y, s);
+            s = __dp4a(u.z, v.z, s);
+            s = __dp4a(u.w, v.w, s);
+        }
+        acc[r * ldc + col] = s;
+    }
+}
+
+/* ---- nf4 ---------------------------------------------------------------------------------------- */
+
+/* As qh_nf4_absmax: q * (nested / 127) + offset, each step rounded. */
+__device__ __forceinline__ float nf4_scale(const qh_cu_nf4 &w, int64_t b)
+{
+    if (!w.qabsmax) return w.absmax[b];
+    return __fadd_rn(__fmul_rn((float)w.qabsmax[b], __fdiv_rn(w.nested[b >> w.nested_shift], 127.0f)), w.offset);
+}
+
+__device__ __forceinline__ unsigned nf4_pair(const float *lv, unsigned byte, float a)
+{
+    __half2 h = __floats2half2_rn(__fmul_rn(lv[byte >> 4], a), __fmul_rn(lv[byte & 15], a));
+    return *reinterpret_cast<unsigned *>(&h);
+}
+
+/* VEC: 8 values (4 code bytes, one 16-byte store: consecutive threads write consecutive
+ * bytes) per step, blocksize a power of two >= 8, n a multiple of 8. Otherwise one value per
+ * step. */
+template <bool VEC>
+__global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t n, __half *out)
+{
+    __shared__ float lv[16];
+    if (threadIdx.x < 16) lv[threadIdx.x] = c_levels[threadIdx.x];
+    __syncthreads();
+    if (VEC) {
+        const uint32_t *cw = reinterpret_cast<const uint32_t *>(w.codes);
+        uint4 *o4 = reinterpret_cast<uint4 *>(out);
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n / 8; i += (int64_t)gridDim.x * blockDim.x) {
+            const uint32_t u = __ldcs(cw + i);
+            const float a = nf4_scale(w, (i * 8) >> w.blocksize_shift);
+            uint4 o;
+            o.x = nf4_pair(lv, u & 0xff, a);
+            o.y = nf4_pair(lv, (u >> 8) & 0xff, a);
+            o.z = nf4_pair(lv, (u >> 16) & 0xff, a);
+            o.w = nf4_pair(lv, u >> 24, a);
+            o4[i] = o;
+        }
+    } else {
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+            unsigned b = w.codes[i >> 1], c = (i & 1) ? (b & 15) : (b >> 4);
+            out[i] = __float2half_rn(__fmul_rn(lv[c], nf4_scale(w, i / w.blocksize)));
+        }
+    }
+}
+
+__device__ __forceinline__ void mma16816(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
+                                         unsigned b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* c = a b (no accumulator in) */
+__device__ __forceinline__ void mma16816_first(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                               unsigned b0, unsigned b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%10,%10,%10};\n"
+                 : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "f"(0.f));
+}
+
+__device__ __forceinline__ void cp_async8(void *dst, const void *src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
+}
+
+constexpr int FUSED_XPAD = 4; /* QH_NF4_FUSED_XPAD */
+constexpr int FUSED_ROWS = 128;
+constexpr int FUSED_LUT_WORDS = 256 * 32;
+constexpr int FUSED_AMAX_LD = 17;
+
+/* Block (row group blockIdx.x, column split blockIdx.y), 8 warps of 16 weight rows. Shared
+ * memory: lut[byte][lane] = (fp16 level of the high nibble, of the low nibble), one copy per
+ * lane so that 32 random look-ups hit 32 banks; amx[row][step] the block's absmax values
+ * (double quantization decoded once here); xs[8 NT][kr + 4] the input slice (cp.async).
+ * Per 64 columns a thread loads 8 code bytes of rows g and g+8 (byte p: columns 16q + 2p, +1),
+ * looks up its A fragments, runs 4 k-steps x NT token tiles of mma on the bare levels, and
+ * adds the result times the rows' absmax to its accumulators. */
+template <int NT>
+__global__ void __launch_bounds__(256, 2) nf4_fused_kernel(qh_cu_nf4 w, const __half *__restrict__ x, int t,
+                                                           int64_t n, int64_t k, int kr, int splits, int bs_shift,
+                                                           void *y, int y_type, int accumulate, float *scratch,
+                                                           int *counters)
+{
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __shared__ int s_last;
+    uint32_t *lut = reinterpret_cast<uint32_t *>(smem_raw);
+    float *amx = reinterpret_cast<float *>(smem_raw + FUSED_LUT_WORDS * 4);
+    __half *xs = reinterpret_cast<__half *>(smem_raw + FUSED_LUT_WORDS * 4 + FUSED_ROWS * FUSED_AMAX_LD * 4);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+    const int64_t kb = (int64_t)blockIdx.y * kr;
+    const int klen = (int)(k - kb < kr ? k - kb : kr), steps = klen / 64, ld = kr + FUSED_XPAD;
+    const int64_t r0 = (int64_t)blockIdx.x * FUSED_ROWS;
+
+    /* x slice: asynchronous copies, in flight while the rest is set up */
+    const int per_row = klen / 4;
+    for (int i = tid; i < NT * 8 * per_row; i += blockDim.x) {
+        int r = i / per_row, c = (i - r * per_row) * 4;
+        if (r < t) cp_async8(xs + r * ld + c, x + (int64_t)r * k + kb + c);
+        else *reinterpret_cast<uint2 *>(xs + r * ld + c) = make_uint2(0, 0);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+
+    const int64_t row_lo = r0 + warp * 16 + g, row_hi = row_lo + 8;
+    const bool ok_lo = row_lo < n, ok_hi = row_hi < n;
+    const uint8_t *cl = w.codes + (ok_lo ? row_lo : 0) * (k / 2) + kb / 2 + 8 * q;
+    const uint8_t *ch = w.codes + (ok_hi ? row_hi : 0) * (k / 2) + kb / 2 + 8 * q;
+    uint2 wl[4], wh[4];
+    auto load_group = [&](int s0) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            wl[u] = wh[u] = make_uint2(0, 0);
+            if (s0 + u < steps) {
+                if (ok_lo) wl[u] = __ldcs(reinterpret_cast<const uint2 *>(cl + (s0 + u) * 32));
+                if (ok_hi) wh[u] = __ldcs(reinterpret_cast<const uint2 *>(ch + (s0 + u) * 32));
+            }
+        }
+    };
+    load_group(0);
+
+    /* the table: word j*32 + l holds byte j's pair (j uniform across a warp: constant-cache hits) */
+    for (int i = 0; i < FUSED_LUT_WORDS / 256; i++) {
+        const int word = tid + 256 * i, e = word >> 5;
+        __half2 h = __floats2half2_rn(c_levels[e >> 4], c_levels[e & 15]);
+        lut[word] = *reinterpret_cast<unsigned *>(&h);
+    }
+    /* absmax of (row, step): block (row * k/64 + kb/64 + step) >> bs_shift */
+    for (int i = tid; i < FUSED_ROWS * steps; i += blockDim.x) {
+        const int row = i / steps, st = i - row * steps;
+        const int64_t r = r0 + row;
+        float a = 0.f;
+        if (r < n) a = nf4_scale(w, (r * (k >> 6) + (kb >> 6) + st) >> bs_shift);
+        amx[row * FUSED_AMAX_LD + st] = a;
+    }
+    asm volatile("cp.async.wait_all;\n" ::);
+    __syncthreads();
+
+    const uint32_t *my_lut = lut + lane;
+    const float *amx_lo = amx + (warp * 16 + g) * FUSED_AMAX_LD, *amx_hi = amx_lo + 8 * FUSED_AMAX_LD;
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+    for (int s0 = 0; s0 < steps; s0 += 4) {
+        uint2 cwl[4], cwh[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) cwl[u] = wl[u], cwh[u] = wh[u];
+        if (s0 + 4 < steps) load_group(s0 + 4); /* in flight while this group multiplies */
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int st = s0 + u;
+            if (st >= steps) break;
+            const __half *xb = xs + st * 64 + 16 * q;
+            float tmp[NT][4];
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                const unsigned lw = s < 2 ? cwl[u].x : cwl[u].y, hw = s < 2 ? cwh[u].x : cwh[u].y;
+                const int sh = (s & 1) * 16;
+                const unsigned a0 = my_lut[((lw >> sh) & 0xff) << 5], a2 = my_lut[((lw >> (sh + 8)) & 0xff) << 5];
+                const unsigned a1 = my_lut[((hw >> sh) & 0xff) << 5], a3 = my_lut[((hw >> (sh + 8)) & 0xff) << 5];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const uint2 bv = *reinterpret_cast<const uint2 *>(xb + (nt * 8 + g) * ld + 4 * s);
+                    if (s == 0) mma16816_first(tmp[nt], a0, a1, a2, a3, bv.x, bv.y);
+                    else mma16816(tmp[nt], a0, a1, a2, a3, bv.x, bv.y);
+                }
+            }
+            const float alo = amx_lo[st], ahi = amx_hi[st];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                acc[nt][0] = fmaf(tmp[nt][0], alo, acc[nt][0]);
+                acc[nt][1] = fmaf(tmp[nt][1], alo, acc[nt][1]);
+                acc[nt][2] = fmaf(tmp[nt][2], ahi, acc[nt][2]);
+                acc[nt][3] = fmaf(tmp[nt][3], ahi, acc[nt][3]);
+            }
+        }
+    }
+
+    /* acc[nt]: (row_lo, tokens 8nt + 2q, +1), (row_hi, same tokens) */
+    const bool direct = splits == 1, atomic_y = !direct && y_type == QH_CU_F32;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int64_t r = e < 2 ? row_lo : row_hi;
+            const int tok = nt * 8 + 2 * q + (e & 1);
+            if (r >= n || tok >= t) continue;
+            const int64_t i = (int64_t)tok * n + r;
+            const float v = acc[nt][e];
+            if (direct) {
+                if (y_type == QH_CU_F32) {
+                    float *yf = static_cast<float *>(y);
+                    yf[i] = accumulate ? yf[i] + v : v;
+                } else {
+                    __half *yh = static_cast<__half *>(y);
+                    yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
+                }
+            } else if (atomic_y) {
+                atomicAdd(static_cast<float *>(y) + i, v);
+            } else {
+                atomicAdd(scratch + i, v);
+            }
+        }
+    if (direct || atomic_y) return;
+    /* fp16 output: the last block of this row group to finish writes it */
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(counters + blockIdx.x, 1) == splits - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    __half *yh = static_cast<__half *>(y);
+    for (int i = tid; i < FUSED_ROWS * t; i += blockDim.x) {
+        const int tok = i / FUSED_ROWS;
+        const int64_t r = r0 + (i - tok * FUSED_ROWS);
+        if (r >= n) continue;
+        const int64_t j = (int64_t)tok * n + r;
+        const float v = __ldcg(scratch + j);
+        scratch[j] = 0.f;
+        yh[j] = __float2half_rn(accumulate ? __half2float(yh[j]) + v : v);
+    }
+    if (tid == 0) counters[blockIdx.x] = 0;
+}
+
+/* ---- quantizers (bench and test helpers) -------------------------------------------------- */
+
+__global__ void i8_quantize_kernel(const __half *w, int64_t k, int64_t kp, int8_t *q, float *scb)
+{
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const __half *wr = w + r * k;
+    float amax = 0.f;
+    for (int64_t c = threadIdx.x; c < k; c += blockDim.x) {
+        float a = fabsf(__half2float(wr[c]));
+        if (a > amax) amax = a;
+    }
+    amax = block_max(amax, sh);
+    if (threadIdx.x == 0) scb[r] = amax;
+    for (int64_t c = threadIdx.x; c < k; c += blockDim.x) {
+        double v = amax > 0.f ? rint(__ddiv_rn(__dmul_rn((double)__half2float(wr[c]), 127.0), (double)amax)) : 0.0;
+        q[r * kp + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+}
+
+__device__ __forceinline__ int nf4_code(float v, float amax)
+{
+    double xv = __ddiv_rn((double)v, (double)amax);
+    int c = 0;
+#pragma unroll
+    for (int i = 0; i < 15; i++) c += xv > c_mids[i];
+    return c;
+}
+
+/* One warp per block of blocksize values. */
+__global__ void nf4_quantize_kernel(const __half *w, int64_t n, int bs, uint8_t *codes, float *absmax)
+{
+    const int64_t b = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    const int64_t nb = (n + bs - 1) / bs;
+    if (b >= nb) return;
+    const int64_t i0 = b * bs, len = n - i0 < bs ? n - i0 : bs;
+    float amax = 0.f;
+    for (int64_t j = lane; j < len; j += 32) {
+        float a = fabsf(__half2float(w[i0 + j]));
+        if (a > amax) amax = a;
+    }
+    amax = warp_max(amax);
+    if (lane == 0) absmax[b] = amax;
+    for (int64_t j = 2 * lane; j < len; j += 64) {
+        int c0 = amax > 0.f ? nf4_code(__half2float(w[i0 + j]), amax) : 7;
+        int c1 = j + 1 >= len ? 0 : amax > 0.f ? nf4_code(__half2float(w[i0 + j + 1]), amax) : 7;
+        codes[(i0 + j) / 2] = (uint8_t)(c0 << 4 | c1);
+    }
+}
+
+} // namespace
+
+extern "C" {
+
+int qh_cu_quant_init(cudaStream_t s, const float levels[16], const double mids[15])
+{
+    cudaMemcpyToSymbolAsync(c_levels, levels, sizeof(float) * 16, 0, cudaMemcpyHostToDevice, s);
+    cudaMemcpyToSymbolAsync(c_mids, mids, sizeof(double) * 15, 0, cudaMemcpyHostToDevice, s);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_flags(cudaStream_t s, const void *x, int64_t t, int64_t k, float thr, unsigned char *flags)
+{
+    if (t <= 0 || k <= 0) return (int)cudaGetLastError();
+    const bool vec = k % 8 == 0 && (uintptr_t)x % 16 == 0;
+    const int threads = 128, v = vec ? 8 : 1;
+    unsigned gx = (unsigned)((k / v + threads - 1) / threads);
+    int64_t gy = 2048 / (int64_t)gx;
+    if (gy < 1) gy = 1;
+    if (gy > t) gy = t;
+    if (gy > 65535) gy = 65535;
+    dim3 grid(gx, (unsigned)gy);
+    const __half *xh = static_cast<const __half *>(x);
+    if (vec) i8_flags_kernel<8><<<grid, threads, 0, s>>>(xh, t, k, thr, flags);
+    else i8_flags_kernel<1><<<grid, threads, 0, s>>>(xh, t, k, thr, flags);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host)
+{
+    i8_compact_kernel<<<1, 1024, 0, s>>>(flags, k, idx, m_dev, m_host);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_rowquant(cudaStream_t s, const void *x, int64_t t, int64_t k, int64_t kp, const unsigned char *flags,
+                      int8_t *xq, float *sx)
+{
+    if (t <= 0) return (int)cudaGetLastError();
+    const bool vec = k % 8 == 0 && kp % 8 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)xq % 8 == 0;
+    const int threads = k >= 4096 ? 256 : 128;
+    const __half *xh = static_cast<const __half *>(x);
+    if (vec) i8_rowquant_kernel<8><<<(unsigned)t, threads, 0, s>>>(xh, k, kp, flags, xq, sx);
+    else i8_rowquant_kernel<1><<<(unsigned)t, threads, 0, s>>>(xh, k, kp, flags, xq, sx);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, void *xo)
+{
+    if (t > 0 && mp > 0)
+        i8_gather_x_kernel<<<grid_for(t * mp, 256), 256, 0, s>>>(static_cast<const __half *>(x), t, k, idx, m, mp,
+                                                                static_cast<__half *>(xo));
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, const float *scb, const int32_t *idx,
+                      int m, int mp, void *wo)
+{
+    if (n > 0 && mp > 0)
+        i8_gather_w_kernel<<<grid_for(n * mp, 256), 256, 0, s>>>(w, n, kp, scb, idx, m, mp, static_cast<__half *>(wo));
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
+                      const float *extra, void *y, int y_type, int accumulate, int64_t t, int64_t n)
+{
+    if (t <= 0 || n <= 0) return (int)cudaGetLastError();
+    const bool vec = n % 4 == 0 && ldc % 4 == 0 && ((uintptr_t)acc | (uintptr_t)scb | (uintptr_t)extra) % 16 == 0 &&
+                     (uintptr_t)y % (y_type == QH_CU_F32 ? 16 : 8) == 0;
+    const int v = vec ? 4 : 1, threads = 256;
+    int64_t gx = (n / v + threads - 1) / threads;
+    if (gx > 64) gx = 64;
+    int64_t gy = t < 65535 ? t : 65535;
+    dim3 grid((unsigned)gx, (unsigned)gy);
+    const bool f16 = y_type == QH_CU_F16;
+#define EPI(V, F, A) i8_epilogue_kernel<V, F, A><<<grid, threads, 0, s>>>(acc, ldc, sx, scb, extra, y, t, n)
+    if (vec && f16 && accumulate) EPI(4, true, true);
+    else if (vec && f16) EPI(4, true, false);
+    else if (vec && accumulate) EPI(4, false, true);
+    else if (vec) EPI(4, false, false);
+    else if (f16 && accumulate) EPI(1, true, true);
+    else if (f16) EPI(1, true, false);
+    else if (accumulate) EPI(1, false, true);
+    else EPI(1, false, false);
+#undef EPI
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,
+                         int64_t t, int64_t ldc)
+{
+    if (t <= 0 || n <= 0) return (int)cudaGetLastError();
+    dim3 grid((unsigned)((n + 127) / 128), (unsigned)(t < 65535 ? t : 65535));
+    i8_gemm_simple_kernel<<<grid, 128, 0, s>>>(w, xq, acc, n, kp, t, ldc);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t n, void *out)
+{
+    if (n <= 0) return (int)cudaGetLastError();
+    const bool vec = n % 8 == 0 && w.blocksize_shift >= 3 && (uintptr_t)w.codes % 4 == 0 && (uintptr_t)out % 16 == 0;
+    __half *o = static_cast<__half *>(out);
+    if (vec) nf4_dequant_kernel<true><<<grid_for(n / 8, 256), 256, 0, s>>>(w, n, o);
+    else nf4_dequant_kernel<false><<<grid_for(n, 256), 256, 0, s>>>(w, n, o);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
+                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate,
+                    float *scratch, int *counters)
+{
+    if (t <= 0 || n <= 0) return (int)cudaGetLastError();
+    dim3 grid((unsigned)((n + FUSED_ROWS - 1) / FUSED_ROWS), (unsigned)splits);
+    const __half *xh = static_cast<const __half *>(x);
+    static size_t opted[5]; /* dynamic shared memory allowed so far, per NT (one device) */
+#define FUSED(NT)                                                                                                 \
+    do {                                                                                                          \
+        if (opted[NT] < smem) {                                                                                   \
+            cudaFuncSetAttribute(nf4_fused_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);    \
+            opted[NT] = smem;                                                                                     \
+        }                                                                                                         \
+        nf4_fused_kernel<NT><<<grid, 256, smem, s>>>(w, xh, (int)t, n, k, kr, splits, bs_shift, y, y_type,         \
+                                                     accumulate, scratch, counters);                              \
+    } while (0)
+    switch (token_tiles) {
+    case 1: FUSED(1); break;
+    case 2: FUSED(2); break;
+    case 3: FUSED(3); break;
+    default: FUSED(4); break;
+    }
+#undef FUSED
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_quantize(cudaStream_t s, const void *w, int64_t rows, int64_t k, int64_t kp, int8_t *q, float *scb)
+{
+    if (rows > 0) i8_quantize_kernel<<<(unsigned)rows, 256, 0, s>>>(static_cast<const __half *>(w), k, kp, q, scb);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_nf4_quantize(cudaStream_t s, const void *w, int64_t n, int blocksize, uint8_t *codes, float *absmax)
+{
+    int64_t nb = (n + blocksize - 1) / blocksize;
+    if (nb > 0)
+        nf4_quantize_kernel<<<(unsigned)((nb + 7) / 8), 256, 0, s>>>(static_cast<const __half *>(w), n, blocksize,
+                                                                     codes, absmax);
+    return (int)cudaGetLastError();
+}
+
+} // extern "C"

@@ -1,0 +1,43 @@
+/* Quantized weights in the CUDA backend: the host side (cuda_quant.c; kernels in
+ * cuda_quant.cu) and the few services of cuda_backend.c it uses. C only. */
+#ifndef QHEAD_CUDA_QUANT_H
+#define QHEAD_CUDA_QUANT_H
+
+#include "../backend.h"
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct qh_cu_quant;
+
+/* ---- services of cuda_backend.c ---- */
+cudaStream_t qh_cu_be_stream(qh_backend *be);
+int qh_cu_be_sm_count(qh_backend *be);
+/* Device memory counted in the backend's live/peak statistics (stream-ordered). */
+int qh_cu_be_alloc(qh_backend *be, size_t bytes, void **p);
+void qh_cu_be_free(qh_backend *be, void *p, size_t bytes);
+int qh_cu_be_err(cudaError_t e, const char *what);
+/* y[t, n] = x[t, k] w[n, k]^T + beta y through cuBLASLt: x and w fp16, y fp16 or fp32. */
+int qh_cu_be_gemm_f16(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, float beta);
+/* acc[t, n] (int32, rows of n) = xq[t, k] w[n, k]^T on int8 tensor cores (n and k as padded by
+ * quant_gpu_plan.h). Returns QH_OK; 1 when cuBLASLt offers no int8 kernel for the shape (nothing
+ * was queued: the caller runs the plain kernel); another code on errors. */
+int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t k, int64_t t);
+/* Profiling mark after an op of kind (QH_CUDA_OP_*, qh_cuda.h). */
+void qh_cu_be_mark(qh_backend *be, int kind);
+/* Bumped by every op that may write device memory other than the quantized products' own
+ * outputs: cached int8 activations are valid while it stays the same. */
+unsigned long qh_cu_be_generation(qh_backend *be);
+struct qh_cu_quant **qh_cu_be_quant(qh_backend *be);
+
+/* ---- cuda_quant.c ---- */
+/* weight() for int8 and nf4 host views: one allocation (layout in ../quant_gpu_plan.h). */
+int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *out);
+/* Bytes of that allocation (what release gives back). */
+size_t qh_cu_quant_bytes(const qh_tensor *w);
+/* y = x w^T (accumulate 0) or y += x w^T (1) for a quantized w; x fp16, y fp16 or fp32. */
+int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, int accumulate);
+void qh_cu_quant_free(qh_backend *be);
+
+#endif

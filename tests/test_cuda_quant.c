@@ -1,0 +1,590 @@
+/* int8 (LLM.int8()) and nf4 weights on the CUDA backend (core/cuda/cuda_quant.{c,cu}) against
+ * float64 references and the CPU backend. Needs a GPU: exits 77 (ctest's "skipped") without
+ * one or when built without CUDA.
+ *
+ * Kernels, on fresh random data (values rounded to fp16 first, so both sides see the same
+ * inputs; odd shapes: rows not a multiple of the 128-row tile or of 4, columns not a multiple
+ * of 16 or 64):
+ *  - int8 products: the float64 reference follows LLM.int8() as the CPU backend defines it
+ *    (cpu_linear_quant.c: outlier columns over the batch, per-token codes in fp32 arithmetic,
+ *    exact integer sums, outlier columns times the dequantized weight). The GPU's codes and
+ *    integer sums are the same numbers; what differs: fp16 output (one rounding, 2^-11) and
+ *    the outlier product's weight columns, rounded to fp16 for the tensor cores. Bounds,
+ *    norm-wise per row: fp16 output 2e-3; fp32 output 1e-5 without outliers, 1e-3 with.
+ *  - nf4 products (fused small-batch kernel, and dequantize + cuBLASLt): reference x times
+ *    the fp32 dequantized weight; the GPU rounds each dequantized weight (dequantize path) or
+ *    each level (fused kernel) to fp16 (2^-11 relative, ~2.5e-4 norm-wise): fp16 output
+ *    2e-3, fp32 output 1e-3.
+ *  - the GPU quantizers (qh_cuda_quantize): the same codes and scales as the CPU's, bit for bit.
+ * The whole model, fixtures tests/fixtures/llama/{mha,gqa} quantized with the library here:
+ * GPU against the CPU backend running the same quantized file with the same micro-batches.
+ * The GPU stores activations in fp16; how much that alone moves the result is measured here
+ * too: a CPU backend whose rmsnorm, linear, attention and SwiGLU outputs are rounded to fp16
+ * ("fp16-activation CPU"). For int8 it is large on these fixtures (init 0.15: large, sharp
+ * activations): codes quantized from fp16 and from fp32 inputs differ wherever x * 127 / s_t
+ * sits within ~2^-11 of a rounding boundary (one int8 step, int8's own rounding size), and the
+ * fixtures amplify it (worst 3.6e-2 / 7.0e-2 per sequence, 2.2e-2 / 3.5e-2 over all rows,
+ * mha / gqa). Bounds: GPU vs CPU within 2.5x (per sequence) and 1.5x (all rows) of the
+ * fp16-activation CPU's own difference (+2e-3, +1e-3), and the GPU no further from the
+ * unquantized float64 reference (transformers) than the CPU: at most 1.25x its error + 5e-3. */
+#include "testutil.h"
+
+#include "backend.h"
+#include "error.h"
+#include "llama_model.h"
+#include "quant.h"
+#include "quant_gpu_plan.h"
+#include "quant_model.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef QHEAD_HAVE_CUDA
+#include "cuda/qh_cuda.h"
+
+#include <cuda_runtime_api.h>
+
+typedef tu_backends pair;
+
+static void must(int rc, const char *what)
+{
+    if (rc != QH_OK) fail_msg("%s failed (%d): %s", what, rc, qh_last_error());
+}
+
+#define normals16(rng, n, scale) tu_rand_f16_values(rng, (size_t)(n), scale)
+#define to_be tu_to_backend
+#define from_be tu_from_backend
+
+/* Worst norm-wise relative error of rows of got against want (float64). */
+static double worst_row_err(const float *got, const double *want, int64_t rows, int64_t cols)
+{
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double num = 0, den = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            double d = got[r * cols + c] - want[r * cols + c];
+            num += d * d, den += want[r * cols + c] * want[r * cols + c];
+        }
+        double e = sqrt(num / (den > 0 ? den : 1e-300));
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+static void bound(const char *what, double err, double tol)
+{
+    printf("#   %-66s rel err %.2e (bound %.0e)\n", what, err, tol);
+    if (!(err <= tol)) fail_msg("%s: relative error %.3g above %.3g", what, err, tol);
+}
+
+/* y = x w^T (y0 NULL) or y = y0 + x w^T (linear_add) on the GPU, y of dtype dt, checked
+ * against want. */
+static void gpu_product(pair *b, const qh_tensor *xg, const qh_tensor *wg, qh_dtype dt, const float *y0,
+                        const double *want, int64_t t, int64_t n, const char *what, double tol)
+{
+    qh_tensor y = qh_tensor_2d(dt, t, n);
+    if (y0) y = to_be(b->gpu, y0, t, n, dt);
+    else must(b->gpu->alloc(b->gpu, &y), "alloc");
+    must(y0 ? b->gpu->linear_add(b->gpu, xg, wg, &y) : b->gpu->linear(b->gpu, xg, wg, &y), what);
+    float *got = from_be(b->gpu, &y);
+    bound(what, worst_row_err(got, want, t, n), tol);
+    free(got);
+    b->gpu->release(b->gpu, &y);
+}
+
+/* The CPU backend's product with the same quantized host weight against want: the reference
+ * computes what the CPU defines. */
+static void cpu_product(pair *b, const float *x, int64_t t, int64_t k, const qh_tensor *wh, const double *want, int64_t n)
+{
+    qh_tensor xc = to_be(b->cpu, x, t, k, QH_F32), yc = qh_tensor_2d(QH_F32, t, n);
+    must(b->cpu->alloc(b->cpu, &yc), "alloc");
+    must(b->cpu->linear(b->cpu, &xc, wh, &yc), "cpu linear");
+    float *got = from_be(b->cpu, &yc);
+    bound("  (CPU backend, same weights) -> f32", worst_row_err(got, want, t, n), 1e-5);
+    free(got);
+    b->cpu->release(b->cpu, &xc), b->cpu->release(b->cpu, &yc);
+}
+
+/* ---- int8 products ----------------------------------------------------------------------- */
+
+/* y[t, n] by LLM.int8() in float64, step by step as cpu_linear_quant.c. */
+static double *int8_reference(const float *x, int64_t t, int64_t k, const int8_t *q, const float *scb, int64_t n,
+                              float thr, int *m_out)
+{
+    unsigned char *flag = calloc((size_t)k, 1);
+    int8_t *xq = malloc((size_t)k);
+    double *y = malloc(sizeof(double) * (size_t)(t * n));
+    assert_true(flag && xq && y);
+    if (thr > 0)
+        for (int64_t i = 0; i < t * k; i++) flag[i % k] |= fabsf(x[i]) >= thr;
+    int m = 0;
+    for (int64_t c = 0; c < k; c++) m += flag[c];
+    for (int64_t r = 0; r < t; r++) {
+        const float *xr = x + r * k;
+        float amax = 0;
+        for (int64_t c = 0; c < k; c++) {
+            float a = flag[c] ? 0.0f : fabsf(xr[c]);
+            if (a > amax) amax = a;
+        }
+        float inv = amax > 0 ? 127.0f / amax : 0.0f, sx = amax / 127.0f;
+        for (int64_t c = 0; c < k; c++) {
+            float v = flag[c] ? 0.0f : nearbyintf(xr[c] * inv);
+            xq[c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        for (int64_t j = 0; j < n; j++) {
+            const int8_t *qr = q + j * k;
+            int64_t acc = 0;
+            double out = 0;
+            for (int64_t c = 0; c < k; c++) {
+                acc += (int64_t)xq[c] * qr[c];
+                if (flag[c]) out += (double)xr[c] * qr[c] * (double)(scb[j] / 127.0f);
+            }
+            y[r * n + j] = (double)acc * sx * (double)(scb[j] / 127.0f) + out;
+        }
+    }
+    free(flag), free(xq);
+    *m_out = m;
+    return y;
+}
+
+typedef struct {
+    int64_t t, k, n;
+    float thr;
+    int planted; /* columns given values above the threshold in some rows */
+    int64_t chunk;
+} i8_case;
+
+static void check_int8(pair *b, const i8_case *cs, uint64_t seed)
+{
+    int64_t t = cs->t, k = cs->k, n = cs->n;
+    uint64_t rng = seed;
+    float *x = normals16(&rng, t * k, 1.0), *w = normals16(&rng, n * k, 0.05), *y0 = normals16(&rng, t * n, 1.0);
+    for (int j = 0; j < cs->planted; j++) /* column c, every 5th row from j */
+        for (int64_t r = j % 5; r < t; r += 5) x[r * k + (j * 37 + 5) % k] = (r & 1 ? -1.0f : 1.0f) * (cs->thr + 2.0f);
+    int8_t *q = malloc((size_t)(n * k));
+    float *scb = malloc(sizeof(float) * (size_t)n);
+    assert_true(q && scb);
+    assert_int_equal(qh_int8_quantize(QH_F32, w, n, k, q, scb), -1);
+    qh_tensor wh = qh_tensor_2d(QH_I8, n, k), wg;
+    wh.data = q, wh.quant.scale = scb, wh.quant.threshold = cs->thr;
+    must(b->gpu->weight(b->gpu, &wh, &wg), "weight");
+    int m;
+    double *ref = int8_reference(x, t, k, q, scb, n, cs->thr, &m);
+    double *ref_add = malloc(sizeof(double) * (size_t)(t * n));
+    for (int64_t i = 0; i < t * n; i++) ref_add[i] = (double)y0[i] + ref[i];
+    qh_cuda_set_int8_chunk(b->gpu, cs->chunk);
+    qh_cuda_quant_stats st;
+    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+    char what[160];
+    snprintf(what, sizeof what, "int8 [%lld, %lld] x [%lld, %lld]^T, threshold %g, %d outlier cols, chunk %lld",
+             (long long)t, (long long)k, (long long)n, (long long)k, cs->thr, m, (long long)cs->chunk);
+
+    qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+    char line[200];
+    snprintf(line, sizeof line, "%s -> f16", what);
+    gpu_product(b, &xg, &wg, QH_F16, NULL, ref, t, n, line, 2e-3);
+    snprintf(line, sizeof line, "%s, f32 +=", what);
+    gpu_product(b, &xg, &wg, QH_F32, y0, ref_add, t, n, line, m ? 1e-3 : 1e-5);
+    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+    printf("#     products: %ld on int8 tensor cores, %ld plain\n", st.int8_tc_products, st.int8_plain_products);
+    assert_true(st.int8_tc_products + st.int8_plain_products >= 2);
+
+    cpu_product(b, x, t, k, &wh, ref, n);
+
+    qh_cuda_set_int8_chunk(b->gpu, 0);
+    b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &wg);
+    free(x), free(w), free(y0), free(q), free(scb), free(ref), free(ref_add);
+}
+
+static void test_int8_products(void **state)
+{
+    static const i8_case cases[] = {
+        {1, 64, 160, 6.0f, 0, 0},       {7, 100, 33, 6.0f, 2, 0},     {33, 160, 517, 6.0f, 3, 0},
+        {300, 4096, 1024, 6.0f, 3, 0},  {300, 4096, 1024, 0.0f, 0, 0}, {517, 1024, 300, 6.0f, 1, 128},
+        {129, 1000, 129, 0.5f, 0, 64},  {64, 11008, 256, 6.0f, 4, 0},  {5, 16, 3, 6.0f, 1, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_int8(*state, &cases[i], 100 + i);
+}
+
+/* The cached activations: reused by a second weight, refreshed after x changes. */
+static void test_int8_input_cache(void **state)
+{
+    pair *b = *state;
+    uint64_t rng = 7;
+    const int64_t t = 40, k = 256, n = 96;
+    float *x = normals16(&rng, t * k, 1.0), *d = normals16(&rng, t * k, 3.0);
+    x[3 * k + 17] = 9.0f; /* one outlier column */
+    qh_tensor w[2], wg[2];
+    int8_t *q[2];
+    float *scb[2];
+    for (int i = 0; i < 2; i++) {
+        float *wf = normals16(&rng, n * k, 0.05);
+        q[i] = malloc((size_t)(n * k)), scb[i] = malloc(sizeof(float) * n);
+        qh_int8_quantize(QH_F32, wf, n, k, q[i], scb[i]);
+        free(wf);
+        w[i] = qh_tensor_2d(QH_I8, n, k);
+        w[i].data = q[i], w[i].quant.scale = scb[i], w[i].quant.threshold = 6.0f;
+        must(b->gpu->weight(b->gpu, &w[i], &wg[i]), "weight");
+    }
+    qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16), dg = to_be(b->gpu, d, t, k, QH_F16);
+    qh_tensor yg = qh_tensor_2d(QH_F16, t, n);
+    must(b->gpu->alloc(b->gpu, &yg), "alloc");
+    qh_cuda_quant_stats st;
+    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+    for (int round = 0; round < 2; round++) {
+        if (round) { /* x += d on the device: the next product must see the new x */
+            must(b->gpu->add(b->gpu, &xg, &dg), "add");
+            for (int64_t i = 0; i < t * k; i++) x[i] = qh_f16_to_f32(qh_f32_to_f16(x[i] + d[i]));
+        }
+        for (int i = 0; i < 2; i++) {
+            int m;
+            double *ref = int8_reference(x, t, k, q[i], scb[i], n, 6.0f, &m);
+            must(b->gpu->linear(b->gpu, &xg, &wg[i], &yg), "linear");
+            float *got = from_be(b->gpu, &yg);
+            char what[96];
+            snprintf(what, sizeof what, "int8 cached input: x%s, weight %d (%d outlier cols)", round ? " + d" : "", i, m);
+            bound(what, worst_row_err(got, ref, t, n), 2e-3);
+            free(got), free(ref);
+        }
+    }
+    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+    long inputs = 0;
+    for (int i = 0; i < QH_CUDA_OP_COUNT; i++) inputs += st.int8_inputs[i];
+    assert_int_equal(inputs, 2); /* quantized once per x, shared by both weights */
+    for (int i = 0; i < 2; i++) b->gpu->release(b->gpu, &wg[i]), free(q[i]), free(scb[i]);
+    b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &dg), b->gpu->release(b->gpu, &yg);
+    free(x), free(d);
+}
+
+/* ---- nf4 products -------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t t, k, n;
+    int bs, dq;
+} nf4_case;
+
+static void check_nf4(pair *b, const nf4_case *cs, uint64_t seed)
+{
+    int64_t t = cs->t, k = cs->k, n = cs->n, nb = (n * k + cs->bs - 1) / cs->bs;
+    uint64_t rng = seed;
+    float *x = normals16(&rng, t * k, 1.0), *w = normals16(&rng, n * k, 0.05), *y0 = normals16(&rng, t * n, 1.0);
+    uint8_t *codes = malloc((size_t)(n * k / 2 + 1));
+    float *absmax = malloc(sizeof(float) * (size_t)nb), *nested = malloc(sizeof(float) * (size_t)(nb / 256 + 1));
+    int8_t *qa = malloc((size_t)nb);
+    float *deq = malloc(sizeof(float) * (size_t)(n * k));
+    assert_true(codes && absmax && nested && qa && deq);
+    assert_int_equal(qh_nf4_quantize(QH_F32, w, n * k, cs->bs, codes, absmax), -1);
+    qh_tensor wh = qh_tensor_2d(QH_NF4, n, k), wg;
+    wh.data = codes, wh.quant.blocksize = cs->bs;
+    if (cs->dq) {
+        qh_nf4_double_quant(absmax, nb, qa, nested, &wh.quant.nested_offset);
+        wh.quant.qabsmax = qa, wh.quant.nested_absmax = nested;
+    } else {
+        wh.quant.scale = absmax;
+    }
+    qh_nf4_dequantize(&wh, 0, n * k, deq);
+    double *ref = malloc(sizeof(double) * (size_t)(t * n)), *ref_add = malloc(sizeof(double) * (size_t)(t * n));
+    for (int64_t r = 0; r < t; r++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t c = 0; c < k; c++) s += (double)x[r * k + c] * deq[j * k + c];
+            ref[r * n + j] = s, ref_add[r * n + j] = s + y0[r * n + j];
+        }
+    must(b->gpu->weight(b->gpu, &wh, &wg), "weight");
+    qh_nf4_fused_plan plan;
+    int fusable = qh_nf4_fused_plan_of(t, n, k, cs->bs, 132, &plan);
+    qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+    for (int fused = 1; fused >= 0; fused--) {
+        qh_cuda_set_nf4_fused(b->gpu, fused);
+        qh_cuda_quant_stats st;
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        char what[160], line[200];
+        snprintf(what, sizeof what, "nf4 [%lld, %lld] x [%lld, %lld]^T, blocksize %d%s, %s", (long long)t, (long long)k,
+                 (long long)n, (long long)k, cs->bs, cs->dq ? " dq" : "",
+                 fused && fusable ? "fused" : "dequantize + cuBLASLt");
+        for (int rep = 0; rep < 2; rep++) { /* twice: the split-sum scratch must be left clean */
+            snprintf(line, sizeof line, "%s -> f16%s", what, rep ? " (again)" : "");
+            gpu_product(b, &xg, &wg, QH_F16, NULL, ref, t, n, line, 2e-3);
+        }
+        snprintf(line, sizeof line, "%s -> f32", what);
+        gpu_product(b, &xg, &wg, QH_F32, NULL, ref, t, n, line, 1e-3);
+        snprintf(line, sizeof line, "%s, f32 +=", what);
+        gpu_product(b, &xg, &wg, QH_F32, y0, ref_add, t, n, line, 1e-3);
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        assert_int_equal(st.nf4_fused, fused && fusable ? 4 : 0);
+        assert_int_equal(st.nf4_dequant, fused && fusable ? 0 : 4);
+    }
+    qh_cuda_set_nf4_fused(b->gpu, 1);
+    cpu_product(b, x, t, k, &wh, ref, n);
+    b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &wg);
+    free(x), free(w), free(y0), free(codes), free(absmax), free(nested), free(qa), free(deq), free(ref), free(ref_add);
+}
+
+static void test_nf4_products(void **state)
+{
+    static const nf4_case cases[] = {
+        {1, 64, 160, 64, 0},    {7, 128, 517, 64, 1},   {16, 4096, 1024, 64, 0}, {30, 4096, 300, 128, 1},
+        {32, 1024, 4096, 256, 0}, {30, 4096, 4096, 64, 1}, {1, 11008, 4096, 64, 0}, {9, 11008, 129, 64, 1},
+        {33, 4096, 64, 64, 0},  {300, 1024, 517, 64, 1}, {5, 96, 33, 64, 0},      {9, 100, 7, 10, 0},
+        {3, 8, 5, 2, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_nf4(*state, &cases[i], 200 + i);
+}
+
+/* ---- the GPU quantizers ---------------------------------------------------------------------- */
+
+static void *down(const void *dev, size_t bytes)
+{
+    void *h = malloc(bytes ? bytes : 1);
+    assert_non_null(h);
+    assert_int_equal(cudaMemcpy(h, dev, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+}
+
+static void test_gpu_quantizers(void **state)
+{
+    pair *b = *state;
+    uint64_t rng = 11;
+    static const int64_t i8_shapes[][2] = {{37, 100}, {64, 4096}, {5, 16}, {1, 3}};
+    for (size_t i = 0; i < sizeof i8_shapes / sizeof i8_shapes[0]; i++) {
+        int64_t rows = i8_shapes[i][0], cols = i8_shapes[i][1];
+        float *w = normals16(&rng, rows * cols, 0.05);
+        int8_t *q = malloc((size_t)(rows * cols));
+        float *scb = malloc(sizeof(float) * (size_t)rows);
+        qh_int8_quantize(QH_F32, w, rows, cols, q, scb);
+        qh_tensor wg = to_be(b->gpu, w, rows, cols, QH_F16), qg;
+        must(qh_cuda_quantize(b->gpu, &wg, QH_I8, 0, 0, 6.0f, &qg), "qh_cuda_quantize int8");
+        must(b->gpu->sync(b->gpu), "sync");
+        qh_quant_dev_layout l;
+        assert_int_equal(qh_quant_dev_layout_of(&qg, &l), 0);
+        int8_t *gq = down(qg.data, l.codes_bytes);
+        float *gs = down(qg.quant.scale, sizeof(float) * (size_t)rows);
+        for (int64_t r = 0; r < l.rows_pad; r++)
+            for (int64_t c = 0; c < l.cols_pad; c++) {
+                int8_t want = r < rows && c < cols ? q[r * cols + c] : 0;
+                if (gq[r * l.cols_pad + c] != want)
+                    fail_msg("int8 [%lld, %lld]: code (%lld, %lld) is %d, the CPU's %d", (long long)rows, (long long)cols,
+                             (long long)r, (long long)c, gq[r * l.cols_pad + c], want);
+            }
+        assert_memory_equal(gs, scb, sizeof(float) * (size_t)rows);
+        assert_true(qg.quant.threshold == 6.0f);
+        printf("#   int8 quantizer [%lld, %lld]: codes and scales as the CPU's\n", (long long)rows, (long long)cols);
+        b->gpu->release(b->gpu, &wg), b->gpu->release(b->gpu, &qg);
+        free(w), free(q), free(scb), free(gq), free(gs);
+    }
+    static const int64_t nf4_shapes[][4] = {{13, 64, 64, 0}, {7, 10, 4, 1}, {300, 4096, 64, 1}, {3, 6, 2, 0}, {9, 22, 64, 1}};
+    for (size_t i = 0; i < sizeof nf4_shapes / sizeof nf4_shapes[0]; i++) {
+        int64_t rows = nf4_shapes[i][0], cols = nf4_shapes[i][1], n = rows * cols;
+        int bs = (int)nf4_shapes[i][2], dq = (int)nf4_shapes[i][3];
+        int64_t nb = (n + bs - 1) / bs, nn = (nb + 255) / 256;
+        float *w = normals16(&rng, n, 0.05);
+        for (int64_t j = 0; j < bs && j < n; j++) w[j] = 0.0f; /* a block of zeros: codes 7 */
+        uint8_t *codes = malloc((size_t)(n / 2 + 1));
+        float *amax = malloc(sizeof(float) * (size_t)nb), *nested = malloc(sizeof(float) * (size_t)nn);
+        int8_t *qa = malloc((size_t)nb);
+        float off = 0;
+        qh_nf4_quantize(QH_F32, w, n, bs, codes, amax);
+        if (dq) qh_nf4_double_quant(amax, nb, qa, nested, &off);
+        qh_tensor wg = to_be(b->gpu, w, rows, cols, QH_F16), qg;
+        must(qh_cuda_quantize(b->gpu, &wg, QH_NF4, bs, dq, 0, &qg), "qh_cuda_quantize nf4");
+        must(b->gpu->sync(b->gpu), "sync");
+        uint8_t *gc = down(qg.data, (size_t)(n / 2));
+        assert_memory_equal(gc, codes, (size_t)(n / 2));
+        assert_int_equal(qg.quant.blocksize, bs);
+        if (dq) {
+            int8_t *gqa = down(qg.quant.qabsmax, (size_t)nb);
+            float *gn = down(qg.quant.nested_absmax, sizeof(float) * (size_t)nn);
+            assert_memory_equal(gqa, qa, (size_t)nb);
+            assert_memory_equal(gn, nested, sizeof(float) * (size_t)nn);
+            assert_true(qg.quant.nested_offset == off && !qg.quant.scale);
+            free(gqa), free(gn);
+        } else {
+            float *ga = down(qg.quant.scale, sizeof(float) * (size_t)nb);
+            assert_memory_equal(ga, amax, sizeof(float) * (size_t)nb);
+            assert_null(qg.quant.qabsmax);
+            free(ga);
+        }
+        printf("#   nf4 quantizer [%lld, %lld], blocksize %d%s: codes and scales as the CPU's\n", (long long)rows,
+               (long long)cols, bs, dq ? ", double quantization" : "");
+        b->gpu->release(b->gpu, &wg), b->gpu->release(b->gpu, &qg);
+        free(w), free(codes), free(amax), free(nested), free(qa), free(gc);
+    }
+}
+
+/* ---- the whole model ------------------------------------------------------------------------ */
+
+/* The fp16-activation CPU: the CPU backend with outputs the GPU keeps in fp16 rounded to fp16
+ * (rmsnorm into a new buffer, linear, attention, SwiGLU). One at a time (static state). */
+static qh_backend emu_base;
+
+static void round16(qh_tensor *t)
+{
+    float *p = t->data;
+    for (int64_t i = 0, n = qh_tensor_numel(t); i < n; i++) p[i] = qh_f16_to_f32(qh_f32_to_f16(p[i]));
+}
+
+static int emu_rmsnorm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, float eps, qh_tensor *out)
+{
+    int rc = emu_base.rmsnorm(be, x, w, eps, out);
+    if (!rc && out->data != x->data) round16(out); /* in place: the final norm, fp32 on the GPU too */
+    return rc;
+}
+
+static int emu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
+{
+    int rc = emu_base.linear(be, x, w, y);
+    if (!rc) round16(y);
+    return rc;
+}
+
+static int emu_attention(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v, qh_tensor *out,
+                         const qh_batch *batch, int nh, int nkv, int hd)
+{
+    int rc = emu_base.attention(be, q, k, v, out, batch, nh, nkv, hd);
+    if (!rc) round16(out);
+    return rc;
+}
+
+static int emu_silu_mul(qh_backend *be, const qh_tensor *g, const qh_tensor *u, qh_tensor *out)
+{
+    int rc = emu_base.silu_mul(be, g, u, out);
+    if (!rc) round16(out);
+    return rc;
+}
+
+static qh_backend *fp16_activation_cpu(void)
+{
+    qh_backend *be;
+    must(qh_backend_create("cpu", &be), "cpu backend");
+    emu_base = *be;
+    be->rmsnorm = emu_rmsnorm, be->linear = emu_linear, be->attention = emu_attention, be->silu_mul = emu_silu_mul;
+    return be;
+}
+
+static float *run_model(qh_backend *be, const char *dir, const char *variant, const char *file, int batch,
+                        const int32_t *ids, const int32_t *lens, int n, int *hidden_size)
+{
+    qh_llama_model *m;
+    must(qh_llama_load_variant(dir, variant, file, be, &m), "load");
+    qh_llama_ctx *ctx;
+    must(qh_llama_ctx_create(m, batch, &ctx), "ctx");
+    float *h = malloc(sizeof(float) * (size_t)n * m->cfg.hidden_size);
+    assert_non_null(h);
+    must(qh_llama_forward(ctx, ids, lens, n, h), "forward");
+    *hidden_size = m->cfg.hidden_size;
+    qh_llama_ctx_free(ctx);
+    qh_llama_free(m);
+    return h;
+}
+
+/* errors of got against want (float rows, or float64 rows): worst row and all rows together */
+static void row_errors(const float *got, const float *wantf, const double *wantd, int n, int h, double *worst, double *all)
+{
+    double nn = 0, dd = 0;
+    *worst = 0;
+    for (int s = 0; s < n; s++) {
+        double num = 0, den = 0;
+        for (int i = 0; i < h; i++) {
+            size_t j = (size_t)s * h + i;
+            double w = wantd ? wantd[j] : wantf[j], d = got[j] - w;
+            num += d * d, den += w * w;
+        }
+        double e = sqrt(num / (den > 0 ? den : 1e-300));
+        if (!(e <= *worst)) *worst = e;
+        nn += num, dd += den;
+    }
+    *all = sqrt(nn / (dd > 0 ? dd : 1e-300));
+}
+
+static void check_quant_model(pair *b, const char *name, int bits, int dq)
+{
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/llama/%s", tu_fixtures(), name);
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    char *tmp = tu_mkdtemp("cuda-quant");
+    char *file = tu_path(tmp, "backbone.safetensors"), *report = tu_path(tmp, "report.json");
+    const char *variant = bits == 8 ? "int8" : "nf4";
+    qh_quantize_opts o = {.model_dir = dir, .out_path = file, .report_path = report, .bits = bits, .blocksize = 64,
+                          .double_quant = dq, .threshold = QH_INT8_DEFAULT_THRESHOLD};
+    qh_quantize_summary sum;
+    must(qh_quantize_model(&o, &sum), "quantize");
+    qh_safetensors *ref;
+    must(qh_st_open(path, &ref), "reference");
+    const qh_st_tensor *ids_t = qh_st_find(ref, "ids"), *len_t = qh_st_find(ref, "lengths"), *hid_t = qh_st_find(ref, "hidden");
+    assert_true(ids_t && len_t && hid_t);
+    const int32_t *ids = qh_st_data(ref, ids_t), *lens = qh_st_data(ref, len_t);
+    const double *rh = qh_st_data(ref, hid_t);
+    int n = (int)len_t->shape[0], failed = 0;
+    static const int batches[] = {1 << 16, 7, 128};
+    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+        int h, batch = batches[bi];
+        float *cpu = run_model(b->cpu, dir, variant, file, batch, ids, lens, n, &h);
+        qh_backend *emu = fp16_activation_cpu();
+        float *cpu16 = run_model(emu, dir, variant, file, batch, ids, lens, n, &h);
+        qh_backend_destroy(emu);
+        qh_cuda_quant_stats st;
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        float *gpu = run_model(b->gpu, dir, variant, file, batch, ids, lens, n, &h);
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        double w_gc, a_gc, w_ec, a_ec, w_cr, a_cr, w_gr, a_gr;
+        row_errors(gpu, cpu, NULL, n, h, &w_gc, &a_gc);
+        row_errors(cpu16, cpu, NULL, n, h, &w_ec, &a_ec);
+        row_errors(cpu, NULL, rh, n, h, &w_cr, &a_cr);
+        row_errors(gpu, NULL, rh, n, h, &w_gr, &a_gr);
+        int bad = !(w_gc <= 2.5 * w_ec + 2e-3 && a_gc <= 1.5 * a_ec + 1e-3 && a_gr <= 1.25 * a_cr + 5e-3);
+        long outl = 0, inputs = 0;
+        for (int i = 0; i < QH_CUDA_OP_COUNT; i++) outl += st.int8_outlier_cols[i], inputs += st.int8_inputs[i];
+        printf("# %s %s %s%s, batch %d: GPU vs CPU worst %.2e, all %.2e (fp16-activation CPU vs CPU: %.2e, %.2e); "
+               "vs unquantized float64: CPU %.2e (worst %.2e), GPU %.2e (worst %.2e); int8 inputs %ld (outlier cols "
+               "%.1f mean), products tc %ld plain %ld, nf4 fused %ld dequant %ld\n",
+               bad ? "FAIL" : "ok", name, variant, dq ? " dq" : "", batch, w_gc, a_gc, w_ec, a_ec, a_cr, w_cr, a_gr, w_gr,
+               inputs, inputs ? (double)outl / inputs : 0.0, st.int8_tc_products, st.int8_plain_products, st.nf4_fused,
+               st.nf4_dequant);
+        if (bits == 4 && batch == 7 && !strcmp(name, "mha")) assert_true(st.nf4_fused > 0);
+        failed |= bad;
+        free(cpu), free(cpu16), free(gpu);
+    }
+    qh_st_close(ref);
+    tu_rmtree(tmp);
+    free(tmp), free(file), free(report);
+    if (failed) fail_msg("%s %s: errors above the bounds (lines marked FAIL)", name, variant);
+}
+
+static void test_model_int8(void **state)
+{
+    check_quant_model(*state, "mha", 8, 0);
+    check_quant_model(*state, "gqa", 8, 0);
+}
+
+static void test_model_nf4(void **state)
+{
+    check_quant_model(*state, "mha", 4, 0);
+    check_quant_model(*state, "gqa", 4, 1);
+}
+
+int main(void)
+{
+    if (!qh_cuda_available()) {
+        printf("# no CUDA device: skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
+        cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_nf4_products),
+        cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
+    };
+    return cmocka_run_group_tests(tests, tu_cpu_cuda_setup, tu_cpu_cuda_teardown);
+}
+
+#else
+
+int main(void)
+{
+    printf("# built without CUDA: skipped\n");
+    return 77;
+}
+
+#endif
