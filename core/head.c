@@ -79,9 +79,10 @@ static int load_safetensors_head(const char *path, qh_head **out)
     }
     /* Checked before the casts to int below: [2^32 + 1, 1] would otherwise become one label. */
     if (w->shape[0] < 1 || w->shape[0] > QH_MAX_LABELS || w->shape[1] < 1 || w->shape[1] > MAX_HIDDEN) {
-        qh_st_close(st);
-        return qh_fail(QH_EINPUT, "%s: score.weight is [%lld, %lld]; a head has 1..%d labels of width 1..%d", path,
-                       (long long)w->shape[0], (long long)w->shape[1], QH_MAX_LABELS, MAX_HIDDEN);
+        rc = qh_fail(QH_EINPUT, "%s: score.weight is [%lld, %lld]; a head has 1..%d labels of width 1..%d", path,
+                     (long long)w->shape[0], (long long)w->shape[1], QH_MAX_LABELS, MAX_HIDDEN);
+        qh_st_close(st); /* after the message: w points into st */
+        return rc;
     }
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0] || !qh_dtype_is_float(b->dtype))) {
         qh_st_close(st);

@@ -290,7 +290,7 @@ int qh_tokenizer_decode(const qh_tokenizer *t, const int32_t *ids, size_t n, qh_
     const qh_spm_model *m = &t->m;
     out->len = 0;
     int rc = text_append(out, "", 0);
-    if (rc) return rc;
+    if (rc || n == 0) return rc; /* nothing to decode (ids may then be NULL, as in an empty qh_ids) */
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->n_pieces)
             return qh_fail(QH_EINPUT, "decode: id %d at position %zu is outside the vocabulary (0..%d)", (int)ids[i], i,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Classify libFuzzer artifacts by where the failure happens: reruns TARGET on each ARTIFACT and
+# prints "<kind> <where> <artifact> <frame>", where is "libhdf5" when the failing frame (the
+# crash site, the allocation that leaked or ran out, the code running at a timeout) lies inside
+# libhdf5, else "qhead". Exit status 1 when any failure is in qhead's code.
+#   fuzz/triage.sh build-fuzz/fuzz/fuzz_head build-fuzz/fuzz-artifacts/head-*
+set -uo pipefail
+bin=$1
+shift
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp}
+ours=0
+for a in "$@"; do
+  [ -f "$a" ] || continue
+  kind=$(basename "$a" | sed -E 's/^([a-z0-9_]+-)?(crash|leak|oom|timeout|slow-unit)-.*/\2/')
+  report=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+    ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1:allocator_may_return_null=1 \
+    timeout 60 "$bin" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=1024 "$a" 2>&1)
+  # The first frame of each report block that is not the sanitizer, libFuzzer, the C/C++ runtime
+  # (or its intercepted string functions) or an allocator; a leak report has a block per leak, and every block must be libhdf5's.
+  frames=$(awk '
+    /ERROR:|Direct leak|Indirect leak|runtime error|SUMMARY/ { want = 1; next }
+    want && /^ +#[0-9]+ 0x/ {
+      if ($0 ~ /__sanitizer|__asan|__interceptor|__lsan|fuzzer::|libc\.so|libstdc\+\+|libgcc|in (malloc|calloc|realloc|free|operator new|aligned_alloc|posix_memalign|abort|raise|__pthread|__GI_)/) next
+      # the sanitizer intercepts the C library (memcpy, strdup...): the caller is the crash site
+      if ($0 ~ /in (mem[a-z]*|str[a-z]*|wcs[a-z]*) \(/) next
+      print; want = 0
+    }' <<<"$report")
+  if [ -z "$frames" ]; then
+    if grep -qE 'ERROR|runtime error' <<<"$report"; then
+      echo "$kind qhead $a (no stack frame found)"
+      ours=1
+    else
+      echo "$kind gone $a (does not reproduce)"
+    fi
+    continue
+  fi
+  where=libhdf5
+  grep -qv 'libhdf5' <<<"$frames" && where=qhead
+  [ "$where" = qhead ] && ours=1
+  echo "$kind $where $a $(head -1 <<<"$frames" | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in //; s/ \(BuildId.*//')"
+done
+exit $ours
