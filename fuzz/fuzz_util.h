@@ -35,12 +35,13 @@ static inline void fz_rm_tree(const char *dir, int depth)
 static inline void fz_rm_dir(void) { fz_rm_tree(fz_dir_name, 0); }
 
 /* This process's scratch directory, created on first use and removed at exit (a crash leaves
- * it behind: /dev/shm/qhead-fuzz-*). */
+ * it behind, in $QHEAD_FUZZ_TMPDIR, else /dev/shm). */
 static inline const char *fz_dir(void)
 {
     char *dir = fz_dir_name;
     if (!dir[0]) {
-        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        const char *base = getenv("QHEAD_FUZZ_TMPDIR"); /* fuzz/run.sh: one it removes afterwards */
+        if (!base) base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
         snprintf(dir, sizeof fz_dir_name, "%s/qhead-fuzz-XXXXXX", base);
         if (!mkdtemp(dir)) {
             perror("mkdtemp");

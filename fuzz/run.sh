@@ -33,6 +33,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp}
 mkdir -p build-fuzz/fuzz-artifacts build-fuzz/fuzz-logs
+# The targets' scratch files (on tmpfs when there is one), removed at the end even after crashes.
+QHEAD_FUZZ_TMPDIR=$(mktemp -d /dev/shm/qhead-fuzz-run.XXXXXX 2>/dev/null || mktemp -d)
+export QHEAD_FUZZ_TMPDIR
+trap 'rm -rf "$QHEAD_FUZZ_TMPDIR"' EXIT
 failed=0
 printf '%-17s %11s %6s %6s %6s  %s\n' target executions cov ft corpus result
 for t in "${targets[@]}"; do

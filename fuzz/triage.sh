@@ -7,7 +7,8 @@
 set -uo pipefail
 bin=$1
 shift
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp}
+root=$(cd "$(dirname "$0")/.." && pwd)
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/fuzz/lsan.supp}
 ours=0
 for a in "$@"; do
   [ -f "$a" ] || continue
@@ -15,16 +16,14 @@ for a in "$@"; do
   report=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
     ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1:allocator_may_return_null=1 \
     timeout 60 "$bin" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=1024 "$a" 2>&1)
-  # The first frame of each report block that is not the sanitizer, libFuzzer, the C/C++ runtime
-  # (or its intercepted string functions) or an allocator; a leak report has a block per leak, and every block must be libhdf5's.
-  frames=$(awk '
+  # Per report block (a leak report has one per leak), the first frame that is either inside
+  # libhdf5 or in qhead's own sources: the sanitizer, libFuzzer, the C library and its
+  # interceptors in between are skipped; a crash in another library counts as the qhead code
+  # calling it. Every block must be libhdf5's for the artifact to be.
+  frames=$(awk -v src="$root/" '
     /ERROR:|Direct leak|Indirect leak|runtime error|SUMMARY/ { want = 1; next }
-    want && /^ +#[0-9]+ 0x/ {
-      if ($0 ~ /__sanitizer|__asan|__interceptor|__lsan|fuzzer::|libc\.so|libstdc\+\+|libgcc|in (malloc|calloc|realloc|free|operator new|aligned_alloc|posix_memalign|abort|raise|__pthread|__GI_)/) next
-      # the sanitizer intercepts the C library (memcpy, strdup...): the caller is the crash site
-      if ($0 ~ /in (mem[a-z]*|str[a-z]*|wcs[a-z]*) \(/) next
-      print; want = 0
-    }' <<<"$report")
+    want && /^ +#[0-9]+ 0x/ && (/libhdf5/ || index($0, src) && /\.c:[0-9]+/) { print; want = 0 }
+  ' <<<"$report")
   if [ -z "$frames" ]; then
     if grep -qE 'ERROR|runtime error' <<<"$report"; then
       echo "$kind qhead $a (no stack frame found)"
