@@ -81,6 +81,13 @@ struct qh_backend {
      * download_wait(ticket) returns. At most two downloads in flight. */
     int (*download_start)(qh_backend *be, const qh_tensor *t, float *host, int *ticket);
     int (*download_wait)(qh_backend *be, int ticket);
+
+    /* Optional, for a backend that copies weights into memory of its own (NULL where weights
+     * stay memory-mapped): the bytes weight() would take for host_view, and the check the model
+     * loader makes with their sum before the first copy: QH_OK when they fit in the memory free
+     * now, else QH_EINPUT with "<what> need X GB of ..., more than the Y GB free ...". */
+    uint64_t (*weight_bytes)(qh_backend *be, const qh_tensor *host_view);
+    int (*check_capacity)(qh_backend *be, uint64_t bytes, const char *what);
 };
 
 /* "cpu", "cuda" or "auto" (CUDA when built with it and a device is present, else CPU). */

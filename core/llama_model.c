@@ -6,41 +6,72 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load_weight(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, int linear, qh_tensor *out)
+/* The checkpoint's view of one weight (memory-mapped; quantized linear weights from the
+ * quantized file). */
+static int weight_view(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, int linear, qh_tensor *view)
 {
     char full[256];
     snprintf(full, sizeof full, "%s%s", m->ckpt->prefix, name);
-    qh_tensor view;
-    int rc = linear && m->quant.quantized ? qh_quant_weight(m->ckpt, &m->quant, full, rows, cols, &view)
-                                          : qh_checkpoint_weight(m->ckpt, full, rows, cols, &view);
-    if (!rc && qh_tensor_is_quantized(&view) && !m->be->quant_weights)
+    int rc = linear && m->quant.quantized ? qh_quant_weight(m->ckpt, &m->quant, full, rows, cols, view)
+                                          : qh_checkpoint_weight(m->ckpt, full, rows, cols, view);
+    if (!rc && qh_tensor_is_quantized(view) && !m->be->quant_weights)
         rc = qh_fail(QH_EINPUT, "the %s backend cannot run %s weights yet", m->be->name, m->quant.variant);
-    if (!rc) rc = m->be->weight(m->be, &view, out);
     return rc;
 }
 
-static int load_layer(qh_llama_model *m, int l)
+/* What each_weight does with every weight: with out, place it on the backend; without, add the
+ * backend memory it would take to *bytes. */
+typedef struct {
+    qh_tensor *out;
+    uint64_t bytes;
+} weight_step;
+
+static int weight_do(qh_llama_model *m, const char *name, int64_t rows, int64_t cols, int linear, weight_step *st)
+{
+    qh_tensor view;
+    int rc = weight_view(m, name, rows, cols, linear, &view);
+    if (rc) return rc;
+    if (st->out) return m->be->weight(m->be, &view, st->out);
+    if (m->be->weight_bytes) st->bytes += m->be->weight_bytes(m->be, &view);
+    return QH_OK;
+}
+
+/* Every backbone weight in load order; measure = 1 only sums the bytes into *bytes. */
+static int each_weight(qh_llama_model *m, int measure, uint64_t *bytes)
 {
     const qh_llama_config *c = &m->cfg;
-    qh_llama_layer *L = &m->layers[l];
     int64_t h = c->hidden_size, f = c->intermediate_size;
     int64_t qw = (int64_t)c->num_heads * c->head_dim, kw = (int64_t)c->num_kv_heads * c->head_dim;
+    weight_step st = {0};
+    int rc = QH_OK;
     char n[128];
-    int rc;
-#define W(field, suffix, rows, cols)                                   \
-    snprintf(n, sizeof n, "layers.%d.%s", l, suffix);                  \
-    if ((rc = load_weight(m, n, rows, cols, cols != 0, &L->field))) return rc;
-    W(attn_norm, "input_layernorm.weight", h, 0);
-    W(wq, "self_attn.q_proj.weight", qw, h);
-    W(wk, "self_attn.k_proj.weight", kw, h);
-    W(wv, "self_attn.v_proj.weight", kw, h);
-    W(wo, "self_attn.o_proj.weight", h, qw);
-    W(mlp_norm, "post_attention_layernorm.weight", h, 0);
-    W(w_gate, "mlp.gate_proj.weight", f, h);
-    W(w_up, "mlp.up_proj.weight", f, h);
-    W(w_down, "mlp.down_proj.weight", h, f);
+    /* linear: a matrix product's weight (quantized in a quantized variant); the embedding table
+     * is a lookup, never quantized. */
+#define W(dst, name, rows, cols, linear)                                     \
+    if (!rc) {                                                               \
+        st.out = measure ? NULL : (dst);                                     \
+        rc = weight_do(m, name, rows, cols, linear, &st);                    \
+    }
+    W(&m->embed, "embed_tokens.weight", c->vocab_size, h, 0);
+    W(&m->final_norm, "norm.weight", h, 0, 0);
+#define L(field, suffix, rows, cols)                                         \
+    snprintf(n, sizeof n, "layers.%d.%s", l, suffix);                       \
+    W(&m->layers[l].field, n, rows, cols, (cols) != 0);
+    for (int l = 0; !rc && l < c->num_layers; l++) {
+        L(attn_norm, "input_layernorm.weight", h, 0);
+        L(wq, "self_attn.q_proj.weight", qw, h);
+        L(wk, "self_attn.k_proj.weight", kw, h);
+        L(wv, "self_attn.v_proj.weight", kw, h);
+        L(wo, "self_attn.o_proj.weight", h, qw);
+        L(mlp_norm, "post_attention_layernorm.weight", h, 0);
+        L(w_gate, "mlp.gate_proj.weight", f, h);
+        L(w_up, "mlp.up_proj.weight", f, h);
+        L(w_down, "mlp.down_proj.weight", h, f);
+    }
+#undef L
 #undef W
-    return QH_OK;
+    if (bytes) *bytes = st.bytes;
+    return rc;
 }
 
 static void release_weight(qh_backend *be, qh_tensor *t)
@@ -84,9 +115,16 @@ int qh_llama_load_variant(const char *dir, const char *variant, const char *qfil
     m->cfg = m->ckpt->cfg;
     m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers) rc = qh_fail(QH_ESYS, "out of memory");
-    if (!rc) rc = load_weight(m, "embed_tokens.weight", m->cfg.vocab_size, m->cfg.hidden_size, 0, &m->embed);
-    if (!rc) rc = load_weight(m, "norm.weight", m->cfg.hidden_size, 0, 0, &m->final_norm);
-    for (int l = 0; !rc && l < m->cfg.num_layers; l++) rc = load_layer(m, l);
+    /* A device that copies the weights must hold them all: refuse before the first copy, with
+     * the numbers, rather than run out of memory halfway through a 13 GB upload. */
+    uint64_t bytes = 0;
+    if (!rc && be->weight_bytes && be->check_capacity) {
+        rc = each_weight(m, 1, &bytes);
+        char what[600];
+        snprintf(what, sizeof what, "%s: the %s weights", qfile ? qfile : dir, m->quant.quantized ? m->quant.variant : "fp16");
+        if (!rc) rc = be->check_capacity(be, bytes, what);
+    }
+    if (!rc) rc = each_weight(m, 0, NULL);
     const qh_safetensors *st = NULL;
     const qh_st_tensor *score = rc ? NULL : qh_checkpoint_find(m->ckpt, "score.weight", &st);
     if (score) {

@@ -588,6 +588,33 @@ static void test_auto_and_oom(void **state)
     qh_backend_destroy(be);
 }
 
+/* Weights that cannot fit in the free device memory are refused before the first copy, with
+ * the numbers; the same model loads once the memory is there. */
+static void test_weights_too_large(void **state)
+{
+    (void)state;
+    qh_backend *be;
+    ok(qh_backend_create("cuda", &be), "cuda backend");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/llama/mha", fixtures());
+    size_t live0 = 0, live = 0;
+    qh_cuda_memory(be, &live0, NULL);
+    qh_cuda_set_free_limit(be, 64u << 20);
+    qh_llama_model *m = NULL;
+    assert_int_equal(qh_llama_load(dir, be, &m), QH_EINPUT);
+    assert_null(m);
+    printf("#   refusal: %s\n", qh_last_error());
+    assert_non_null(strstr(qh_last_error(), "GB of GPU memory"));
+    assert_non_null(strstr(qh_last_error(), dir));
+    assert_null(strchr(qh_last_error(), '\n'));
+    qh_cuda_memory(be, &live, NULL);
+    assert_int_equal(live, live0); /* nothing was uploaded */
+    qh_cuda_set_free_limit(be, 0);
+    ok(qh_llama_load(dir, be, &m), "load with the memory free");
+    qh_llama_free(m);
+    qh_backend_destroy(be);
+}
+
 int main(void)
 {
     if (!qh_cuda_available()) {
@@ -596,6 +623,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auto_and_oom),
+        cmocka_unit_test(test_weights_too_large),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_linear),

@@ -57,6 +57,7 @@ typedef struct {
     int sms;
     unsigned long gen;         /* see qh_cu_be_generation */
     struct qh_cu_quant *quant; /* cuda_quant.c's state */
+    size_t free_limit; /* tests: device memory counted as free at most (0: no limit) */
     int precise; /* fp32 mode: weights and activations in fp32, SGEMM (qh_cuda_set_precision) */
     /* asynchronous downloads: pinned staging, one slot per ticket parity */
     struct {
@@ -364,6 +365,37 @@ static int cu_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *out)
     if (rc) cu_release(be, out);
     return rc;
 }
+
+/* The device memory weight() takes: quantized weights in the backend's padded layout, float
+ * weights as fp16 (fp32 in the fp32 mode). */
+static uint64_t cu_weight_bytes(qh_backend *be, const qh_tensor *host_view)
+{
+    cu_impl *im = be->impl;
+    if (qh_tensor_is_quantized(host_view)) return qh_cu_quant_bytes(host_view);
+    return (uint64_t)qh_tensor_numel(host_view) * (im->precise ? 4 : 2);
+}
+
+/* Room the forward pass needs besides the weights at the smallest useful --batch-tokens (its
+ * workspace, cuBLASLt's, the pool's rounding); more batch tokens fail later with their own
+ * message naming --batch-tokens. */
+#define CU_MIN_HEADROOM (256ull << 20)
+
+static int cu_check_capacity(qh_backend *be, uint64_t bytes, const char *what)
+{
+    cu_impl *im = be->impl;
+    size_t fr = 0, tot = 0;
+    int rc = cuda_err(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
+    if (rc) return rc;
+    if (im->free_limit && im->free_limit < fr) fr = im->free_limit;
+    if (bytes + CU_MIN_HEADROOM <= fr) return QH_OK;
+    return qh_fail(QH_EINPUT,
+                   "%s need %.2f GB of GPU memory (and %.2f GB to run), more than the %.2f GB free on %s "
+                   "(%.2f GB in all): use a smaller variant (quantize --bits 8 or 4), free the GPU, or "
+                   "--backend cpu",
+                   what, bytes / 1e9, (bytes + CU_MIN_HEADROOM) / 1e9, fr / 1e9, im->name, tot / 1e9);
+}
+
+void qh_cuda_set_free_limit(qh_backend *be, size_t bytes) { ((cu_impl *)be->impl)->free_limit = bytes; }
 
 /* ---- checks ----------------------------------------------------------------------------------- */
 
@@ -898,6 +930,8 @@ int qh_cuda_backend_create(qh_backend **out)
     be->download_start = cu_download_start;
     be->download_wait = cu_download_wait;
     be->weight = cu_weight;
+    be->weight_bytes = cu_weight_bytes;
+    be->check_capacity = cu_check_capacity;
     be->sync = cu_sync;
     be->embed = cu_embed;
     be->rmsnorm = cu_rmsnorm;

@@ -60,6 +60,10 @@ int qh_cuda_profile_read(qh_backend *be, double ms[QH_CUDA_OP_COUNT], const char
 int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos,
                        double *tflops_first, double *tflops_best);
 
+/* Tests: count at most `bytes` of device memory as free when the model loader checks that the
+ * weights fit (0: what cudaMemGetInfo says). */
+void qh_cuda_set_free_limit(qh_backend *be, size_t bytes);
+
 /* ---- quantized weights (int8, nf4: cuda_quant.c) ---- */
 
 /* What the quantized products did since the backend was created or the last reset. int8
