@@ -3,14 +3,16 @@
  *
  *   bench_cuda_forward [--lengths FILE] [--batch-tokens N[,N...]] [--reps R] [--model DIR]
  *                      [--variants fp16,int8,nf4,nf4-dq] [--int8-threshold X] [--int8-chunk N]
- *                      [--nf4-blocksize N] [--qdir DIR] [--latency R] [--latency-len L]
+ *                      [--nf4-blocksize N] [--nf4-part-mb MB] [--qdir DIR] [--latency R] [--latency-len L]
  *                      [--profile] [--gemm-sweep] [--hf SCRIPT] [--hf-args "ARGS"]
  *
  * --variants: each in turn on a fresh backend (default fp16). int8 (LLM.int8(), outlier
  * threshold --int8-threshold, default 6 as `quantize`), nf4 (blocksize --nf4-blocksize,
- * default 64) and nf4-dq (with double quantization). A variant may carry its own threshold
+ * default 64; --nf4-part-mb: the fp16 part a weight is dequantized in for large batches, default
+ * 48, 96 keeps the 7B's weights whole) and nf4-dq (with double quantization). A variant may carry its own threshold
  * and batch sizes: int8:0 (no outlier decomposition), nf4-dq@8192/12288 (instead of
- * --batch-tokens). The random model's fp16 weights (the same
+ * --batch-tokens); "+plain" turns off int8's fused SwiGLU and nf4's weight prefetching
+ * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring. The random model's fp16 weights (the same
  * for every variant) are quantized on the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -127,6 +129,7 @@ typedef struct {
     int blocksize, double_quant;
     float threshold;
     char bt_list[64]; /* batch sizes, or empty: --batch-tokens */
+    int plain;        /* "+plain": int8 without the fused SwiGLU, nf4 without prefetching */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -201,7 +204,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][@bt/bt...] */
+/* name[:threshold][+plain][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -215,6 +218,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
+    char *plus = strstr(buf, "+plain");
+    if (plus) *plus = 0, v->plain = 1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = 0;
     if (!strcmp(buf, "fp16")) v->dtype = QH_F16;
@@ -226,6 +231,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
     if (colon) v->threshold = (float)atof(colon + 1);
     snprintf(v->name, sizeof v->name, "%.20s", buf);
     if (colon) snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), " (threshold %g)", v->threshold);
+    if (v->plain)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), "%s",
+                 v->dtype == QH_I8 ? ", unfused SwiGLU" : v->dtype == QH_NF4 ? ", no prefetch" : "");
     return QH_OK;
 }
 
@@ -312,7 +320,7 @@ int main(int argc, char **argv)
     const char *bt_list = "8192", *variants = "fp16", *qdir = "checkpoints";
     int reps = 2, profile = 0, sweep = 0, lat_reps = 0, lat_len = 30, nf4_bs = 64;
     double int8_thr = QH_INT8_DEFAULT_THRESHOLD;
-    long int8_chunk = 0;
+    long int8_chunk = 0, nf4_part_mb = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -324,6 +332,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--int8-threshold") && more) int8_thr = atof(argv[++i]);
         else if (!strcmp(a, "--int8-chunk") && more) int8_chunk = atol(argv[++i]);
         else if (!strcmp(a, "--nf4-blocksize") && more) nf4_bs = atoi(argv[++i]);
+        else if (!strcmp(a, "--nf4-part-mb") && more) nf4_part_mb = atol(argv[++i]);
         else if (!strcmp(a, "--qdir") && more) qdir = argv[++i];
         else if (!strcmp(a, "--latency") && more) lat_reps = atoi(argv[++i]);
         else if (!strcmp(a, "--latency-len") && more) lat_len = atoi(argv[++i]);
@@ -379,6 +388,8 @@ int main(int argc, char **argv)
         if ((rc = qh_backend_create("cuda", &be))) return qh_report(prog, rc);
         if (vi == 0) printf("# device: %s\n", qh_cuda_device_name(be));
         if (int8_chunk > 0) qh_cuda_set_int8_chunk(be, int8_chunk);
+        if (nf4_part_mb > 0) qh_cuda_set_nf4_part_bytes(be, (size_t)nf4_part_mb << 20);
+        if (v->plain) qh_cuda_set_int8_swiglu(be, 0), qh_cuda_set_nf4_prefetch(be, 0);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];

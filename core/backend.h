@@ -71,6 +71,10 @@ struct qh_backend {
     /* Optional fused ops (NULL where a backend has none; the model code then uses the plain
      * ones). y += x w^T, y in fp32 or act_dtype (the residual add inside the matrix product). */
     int (*linear_add)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
+    /* gate = silu(x w_gate^T) * (x w_up^T), the first half of the MLP, as linear, linear and
+     * silu_mul would compute it; up [T, F] is scratch the backend may fill with anything. */
+    int (*linear_swiglu)(qh_backend *be, const qh_tensor *x, const qh_tensor *w_gate, const qh_tensor *w_up,
+                         qh_tensor *gate, qh_tensor *up);
     /* rope (positions from batch->positions) then attention, as the two ops would; q and k may
      * be left unrotated. */
     int (*rope_attention)(qh_backend *be, const qh_tensor *q, const qh_tensor *k, const qh_tensor *v,

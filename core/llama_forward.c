@@ -232,9 +232,13 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
             TRY(be->add(be, x, tmp));
         }
         TRY(be->rmsnorm(be, x, &L->mlp_norm, eps, xn));
-        TRY(be->linear(be, xn, &L->w_gate, gate));
-        TRY(be->linear(be, xn, &L->w_up, up));
-        TRY(be->silu_mul(be, gate, up, gate));
+        if (be->linear_swiglu) {
+            TRY(be->linear_swiglu(be, xn, &L->w_gate, &L->w_up, gate, up));
+        } else {
+            TRY(be->linear(be, xn, &L->w_gate, gate));
+            TRY(be->linear(be, xn, &L->w_up, up));
+            TRY(be->silu_mul(be, gate, up, gate));
+        }
         if (be->linear_add) {
             TRY(be->linear_add(be, gate, &L->w_down, x));
         } else {

@@ -32,7 +32,7 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
 /* The fused nf4 kernel for small token counts: 128 weight rows per thread block (8 warps of 16
  * rows, tensor-core mma on fragments looked up from a code-byte table), the input's columns
  * split over `splits` blocks of kr columns (a multiple of 64, at most 16 steps of 64) whose
- * partial sums are added with atomics. Shared memory per block: the code-byte -> two fp16
+ * partial sums (fp32 [splits, tokens, rows]) a second kernel adds up. Shared memory per block: the code-byte -> two fp16
  * levels table, one copy per lane (32 KiB, bank-conflict free), the block's absmax values
  * [128][17] fp32, and its x[tokens, kr] slice (rows padded by 4 halves). */
 #define QH_NF4_FUSED_MAX_TOKENS 32

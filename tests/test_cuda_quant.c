@@ -259,6 +259,68 @@ static void test_int8_input_cache(void **state)
     free(x), free(d);
 }
 
+/* linear_swiglu with int8 weights (both products' int32 sums into one SwiGLU kernel) gives the
+ * plain ops' numbers bit for bit: several chunks, odd shapes, and inputs with outlier columns
+ * (which take the plain path inside). */
+static void test_int8_swiglu(void **state)
+{
+    pair *b = *state;
+    static const struct {
+        int64_t t, k, n, chunk;
+        float thr;
+        int outlier;
+    } cases[] = {{300, 4096, 1024, 0, 0.0f, 0}, {5000, 256, 1000, 1024, 6.0f, 0}, {37, 100, 33, 0, 6.0f, 1},
+                 {7, 64, 161, 0, 0.0f, 0},      {1, 16, 8, 0, 0.0f, 0},          {413, 1000, 2050, 96, 6.0f, 0},
+                 {2100, 64, 2050, 0, 0.0f, 0}}; /* up holds half the tokens' int32: two chunks */
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int64_t t = cases[ci].t, k = cases[ci].k, n = cases[ci].n;
+        uint64_t rng = 500 + ci;
+        float *x = normals16(&rng, t * k, 1.0);
+        if (cases[ci].outlier) x[2 * k + 3] = 9.0f;
+        qh_tensor wh[2], wg[2];
+        int8_t *q[2];
+        float *scb[2];
+        for (int i = 0; i < 2; i++) {
+            float *wf = normals16(&rng, n * k, 0.05);
+            q[i] = malloc((size_t)(n * k)), scb[i] = malloc(sizeof(float) * (size_t)n);
+            assert_true(q[i] && scb[i]);
+            qh_int8_quantize(QH_F32, wf, n, k, q[i], scb[i]);
+            free(wf);
+            wh[i] = qh_tensor_2d(QH_I8, n, k);
+            wh[i].data = q[i], wh[i].quant.scale = scb[i], wh[i].quant.threshold = cases[ci].thr;
+            must(b->gpu->weight(b->gpu, &wh[i], &wg[i]), "weight");
+        }
+        qh_cuda_set_int8_chunk(b->gpu, cases[ci].chunk);
+        qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+        qh_tensor g1 = qh_tensor_2d(QH_F16, t, n), u1 = g1, g2 = g1, u2 = g1;
+        must(b->gpu->alloc(b->gpu, &g1), "alloc"), must(b->gpu->alloc(b->gpu, &u1), "alloc");
+        must(b->gpu->alloc(b->gpu, &g2), "alloc"), must(b->gpu->alloc(b->gpu, &u2), "alloc");
+        must(b->gpu->linear(b->gpu, &xg, &wg[0], &g1), "linear gate");
+        must(b->gpu->linear(b->gpu, &xg, &wg[1], &u1), "linear up");
+        must(b->gpu->silu_mul(b->gpu, &g1, &u1, &g1), "silu_mul");
+        assert_non_null(b->gpu->linear_swiglu);
+        must(b->gpu->linear_swiglu(b->gpu, &xg, &wg[0], &wg[1], &g2, &u2), "linear_swiglu");
+        float *want = from_be(b->gpu, &g1), *got = from_be(b->gpu, &g2);
+        int64_t diff = 0;
+        double amax = 0;
+        for (int64_t i = 0; i < t * n; i++) {
+            diff += memcmp(&want[i], &got[i], sizeof(float)) != 0;
+            if (fabs(want[i]) > amax) amax = fabs(want[i]);
+        }
+        printf("#   int8 linear_swiglu [%lld, %lld] -> [%lld, %lld], chunk %lld, threshold %g%s: %lld of %lld differ "
+               "from the plain ops (max |out| %.3g)\n",
+               (long long)t, (long long)k, (long long)t, (long long)n, (long long)cases[ci].chunk, cases[ci].thr,
+               cases[ci].outlier ? ", an outlier column" : "", (long long)diff, (long long)(t * n), amax);
+        assert_int_equal(diff, 0);
+        assert_true(amax > 0);
+        qh_cuda_set_int8_chunk(b->gpu, 0);
+        b->gpu->release(b->gpu, &g1), b->gpu->release(b->gpu, &u1), b->gpu->release(b->gpu, &g2);
+        b->gpu->release(b->gpu, &u2), b->gpu->release(b->gpu, &xg);
+        for (int i = 0; i < 2; i++) b->gpu->release(b->gpu, &wg[i]), free(q[i]), free(scb[i]);
+        free(x), free(want), free(got);
+    }
+}
+
 /* ---- nf4 products -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -332,6 +394,74 @@ static void test_nf4_products(void **state)
         {3, 8, 5, 2, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_nf4(*state, &cases[i], 200 + i);
+}
+
+/* nf4 weights used in a repeating order (as a model's layers use them) through dequantize +
+ * cuBLASLt: with the next weight dequantized ahead on the second stream the products are the
+ * same, bit for bit, as without; a broken order (a weight skipped, one repeated) too. */
+static void test_nf4_prefetch(void **state)
+{
+    pair *b = *state;
+    uint64_t rng = 900;
+    enum { NW = 4 };
+    static const int64_t shapes[NW][2] = {{96, 256}, {300, 256}, {256, 300}, {96, 256}}; /* [n, k] */
+    const int64_t t = 200, bs = 64;
+    qh_tensor wh[NW], wg[NW];
+    void *mem[NW][2];
+    for (int i = 0; i < NW; i++) {
+        int64_t n = shapes[i][0], k = shapes[i][1], nb = (n * k + bs - 1) / bs;
+        float *w = normals16(&rng, n * k, 0.05);
+        mem[i][0] = malloc((size_t)(n * k / 2)), mem[i][1] = malloc(sizeof(float) * (size_t)nb);
+        assert_int_equal(qh_nf4_quantize(QH_F32, w, n * k, (int)bs, mem[i][0], mem[i][1]), -1);
+        free(w);
+        wh[i] = qh_tensor_2d(QH_NF4, n, k);
+        wh[i].data = mem[i][0], wh[i].quant.scale = mem[i][1], wh[i].quant.blocksize = (int)bs;
+        must(b->gpu->weight(b->gpu, &wh[i], &wg[i]), "weight");
+    }
+    float *x256 = normals16(&rng, t * 256, 1.0), *x300 = normals16(&rng, t * 300, 1.0);
+    qh_tensor xa = to_be(b->gpu, x256, t, 256, QH_F16), xb = to_be(b->gpu, x300, t, 300, QH_F16);
+    /* 3 rounds of 0 1 2 3, then 0 2 3 3 1 */
+    static const int seq[] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 2, 3, 3, 1};
+    const int ns = (int)(sizeof seq / sizeof seq[0]);
+    float *out[3][sizeof seq / sizeof seq[0]];
+    qh_cuda_quant_stats st;
+    /* 0: whole weights, one buffer; 1: prefetching; 2: prefetching in parts of 128 rows (weight 1:
+     * 128 + 128 + 44 rows, its product in three column slices) */
+    for (int pf = 0; pf < 3; pf++) {
+        qh_cuda_set_nf4_prefetch(b->gpu, pf > 0);
+        qh_cuda_set_nf4_part_bytes(b->gpu, pf == 2 ? 128 * 256 * 2 : 0);
+        qh_cuda_set_nf4_fused(b->gpu, 0);
+        for (int j = 0; j < ns; j++) {
+            const qh_tensor *w = &wg[seq[j]];
+            qh_tensor y = qh_tensor_2d(QH_F16, t, w->shape[0]);
+            must(b->gpu->alloc(b->gpu, &y), "alloc");
+            must(b->gpu->linear(b->gpu, w->shape[1] == 256 ? &xa : &xb, w, &y), "nf4 linear");
+            out[pf][j] = from_be(b->gpu, &y);
+            b->gpu->release(b->gpu, &y);
+        }
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        assert_int_equal(st.nf4_dequant, ns);
+    }
+    for (int j = 0; j < ns; j++) {
+        int64_t n = wg[seq[j]].shape[0];
+        int64_t diff = 0;
+        for (int64_t i = 0; i < t * n; i++) diff += memcmp(&out[0][j][i], &out[1][j][i], sizeof(float)) != 0;
+        if (diff) fail_msg("nf4 product %d (weight %d): %lld values differ with prefetching", j, seq[j], (long long)diff);
+        /* in parts cuBLASLt sees other shapes and may sum in another order: fp16 rounding apart */
+        double *ref = malloc(sizeof(double) * (size_t)(t * n));
+        assert_non_null(ref);
+        for (int64_t i = 0; i < t * n; i++) ref[i] = out[0][j][i];
+        bound("nf4 product in parts vs whole", worst_row_err(out[2][j], ref, t, n), 1e-3);
+        free(ref);
+        free(out[0][j]), free(out[1][j]), free(out[2][j]);
+    }
+    printf("#   nf4 prefetching: %d products in a learned order (and a broken one), whole and in parts, equal to "
+           "no prefetching\n", ns);
+    qh_cuda_set_nf4_part_bytes(b->gpu, 0);
+    qh_cuda_set_nf4_fused(b->gpu, 1);
+    b->gpu->release(b->gpu, &xa), b->gpu->release(b->gpu, &xb);
+    for (int i = 0; i < NW; i++) b->gpu->release(b->gpu, &wg[i]), free(mem[i][0]), free(mem[i][1]);
+    free(x256), free(x300);
 }
 
 /* ---- the GPU quantizers ---------------------------------------------------------------------- */
@@ -573,7 +703,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
-        cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_nf4_products),
+        cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
+        cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_prefetch),
         cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
     };
     return cmocka_run_group_tests(tests, tu_cpu_cuda_setup, tu_cpu_cuda_teardown);

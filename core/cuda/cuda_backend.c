@@ -28,7 +28,7 @@
 #define PROF_EVENTS 4096
 
 typedef struct {
-    int64_t n, k, t;
+    int64_t n, k, t, ldc;
     cudaDataType_t atype, ctype;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -225,6 +225,7 @@ static int cu_alloc(qh_backend *be, qh_tensor *t)
 static void cu_release(qh_backend *be, qh_tensor *t)
 {
     ((cu_impl *)be->impl)->gen++;
+    if (t->owned && qh_tensor_is_quantized(t)) qh_cu_quant_forget(be);
     if (t->owned) dev_free(be->impl, t->data, qh_tensor_is_quantized(t) ? qh_cu_quant_bytes(t) : qh_tensor_nbytes(t));
     t->data = NULL;
     t->owned = 0;
@@ -416,13 +417,16 @@ static int check(const char *op, const qh_tensor *t, int64_t rows, int64_t cols,
 
 /* y[T, N] (+)= x[T, K] w[N, K]^T. Row-major y is column-major y^T = w x^T: A = w (K x N
  * column-major, transposed), B = x (K x T), C = D = y (N x T). */
-static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, int64_t k, int64_t t,
+/* ldc: elements between output rows (0: n) */
+static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, int64_t k, int64_t t, int64_t ldc,
                     cudaDataType_t atype, cudaDataType_t ctype, gemm_plan **out)
 {
+    if (ldc <= 0) ldc = n;
     gemm_plan *victim = &im->plans[0];
     for (int i = 0; i < N_PLANS; i++) {
         gemm_plan *p = &im->plans[i];
-        if (p->used && p->n == n && p->k == k && p->t == t && p->atype == atype && p->ctype == ctype) {
+        if (p->used && p->n == n && p->k == k && p->t == t && p->ldc == ldc && p->atype == atype &&
+            p->ctype == ctype) {
             p->stamp = ++im->clock;
             *out = p;
             return QH_OK;
@@ -439,7 +443,7 @@ static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, i
     p->a = p->b = p->c = NULL;
     int rc = lt_err(cublasLtMatrixLayoutCreate(&p->a, atype, (uint64_t)k, (uint64_t)n, k), "layout");
     if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->b, atype, (uint64_t)k, (uint64_t)t, k), "layout");
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->c, ctype, (uint64_t)n, (uint64_t)t, n), "layout");
+    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->c, ctype, (uint64_t)n, (uint64_t)t, ldc), "layout");
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     if (!rc && soft) { /* int8: no algorithm is not an error (the caller has a plain kernel) */
@@ -457,7 +461,7 @@ static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, i
         return rc;
     }
     p->algo = res.algo;
-    p->n = n, p->k = k, p->t = t, p->atype = atype, p->ctype = ctype;
+    p->n = n, p->k = k, p->t = t, p->ldc = ldc, p->atype = atype, p->ctype = ctype;
     p->used = 1;
     p->stamp = ++im->clock;
     *out = p;
@@ -477,8 +481,8 @@ static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tenso
     if (rc) return rc;
     if (t == 0 || n == 0) return QH_OK;
     gemm_plan *p;
-    rc = get_plan(im, im->mm, 0, n, k, t, f32 ? CUDA_R_32F : CUDA_R_16F, y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F,
-                  &p);
+    rc = get_plan(im, im->mm, 0, n, k, t, 0, f32 ? CUDA_R_32F : CUDA_R_16F,
+                  y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
     if (rc) return rc;
     float alpha = 1.0f;
     rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w->data, p->a, x->data, p->b, &beta, y->data, p->c, y->data,
@@ -520,6 +524,27 @@ int qh_cu_be_gemm_f16(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh
     return gemm(be, x, w, y, beta, beta != 0 ? "linear_add" : "linear");
 }
 
+int qh_cu_be_gemm_f16_cols(qh_backend *be, const qh_tensor *x, const void *w, int64_t rows, void *y, qh_dtype ytype,
+                           int64_t ldc, float beta)
+{
+    cu_impl *im = be->impl;
+    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x);
+    if (x->dtype != QH_F16 || (ytype != QH_F16 && ytype != QH_F32) || rows > ldc)
+        return qh_fail(QH_ESYS, "linear: internal error: column-slice product of %s input", qh_dtype_name(x->dtype));
+    if (t == 0 || rows == 0) return QH_OK;
+    gemm_plan *p;
+    int rc = get_plan(im, im->mm, 0, rows, k, t, ldc, CUDA_R_16F, ytype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
+    if (rc) return rc;
+    float alpha = 1.0f;
+    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w, p->a, x->data, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                               im->workspace, WORKSPACE_BYTES, im->stream),
+                beta != 0 ? "linear_add" : "linear");
+    int kind = beta != 0 ? (k > ldc ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
+                         : (ldc > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
+    prof_mark(im, kind);
+    return rc;
+}
+
 int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t k, int64_t t)
 {
     cu_impl *im = be->impl;
@@ -535,7 +560,7 @@ int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t 
         im->mm_i8 = mm;
     }
     gemm_plan *p;
-    int rc = get_plan(im, im->mm_i8, 1, n, k, t, CUDA_R_8I, CUDA_R_32I, &p);
+    int rc = get_plan(im, im->mm_i8, 1, n, k, t, 0, CUDA_R_8I, CUDA_R_32I, &p);
     if (rc) return rc;
     int32_t alpha = 1, beta = 0;
     cublasStatus_t st = cublasLtMatmul(im->lt, im->mm_i8, &alpha, w, p->a, xq, p->b, &beta, acc, p->c, acc, p->c,
@@ -696,6 +721,21 @@ static int cu_silu_mul(qh_backend *be, const qh_tensor *gate, const qh_tensor *u
     if (rc) return rc;
     rc = launch_err(qh_cu_silu_mul(im->stream, gate->data, up->data, out->data, cu_type(gate->dtype), t * f), "silu_mul");
     prof_mark(im, QH_CUDA_OP_SILU_MUL);
+    return rc;
+}
+
+/* int8 weights: both products' int32 sums go straight into the SwiGLU kernel (cuda_quant.c),
+ * which saves writing and reading back the fp16 gate and up; otherwise the three plain ops. */
+static int cu_linear_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *w_gate, const qh_tensor *w_up,
+                            qh_tensor *gate, qh_tensor *up)
+{
+    if (w_gate->dtype == QH_I8 && w_up->dtype == QH_I8 && qh_tensor_is_quantized(w_gate) && qh_tensor_is_quantized(w_up)) {
+        int rc = qh_cu_quant_swiglu(be, x, w_gate, w_up, gate, up);
+        if (rc != 1) return rc;
+    }
+    int rc = cu_linear(be, x, w_gate, gate);
+    if (!rc) rc = cu_linear(be, x, w_up, up);
+    if (!rc) rc = cu_silu_mul(be, gate, up, gate);
     return rc;
 }
 
@@ -941,6 +981,7 @@ int qh_cuda_backend_create(qh_backend **out)
     be->attention = cu_attention;
     be->rope_attention = cu_rope_attention;
     be->silu_mul = cu_silu_mul;
+    be->linear_swiglu = cu_linear_swiglu;
     be->add = cu_add;
     be->gather_rows = cu_gather_rows;
     *out = be;

@@ -67,6 +67,10 @@ int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, co
  * acc rows of ldc int32; y fp16 or fp32 (y_type). */
 int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
                       const float *extra, void *y, int y_type, int accumulate, int64_t t, int64_t n);
+/* out[t, n] = fp16(silu(g) * u) with g = fp16(acc_g[t, n] * sx[t] * (scb_g[n] / 127)) and u
+ * likewise: i8_epilogue on both, then silu_mul, in one pass (acc rows of ldc int32). */
+int qh_cu_i8_swiglu(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
+                    const float *scb_g, const float *scb_u, void *out, int64_t t, int64_t n);
 /* acc[t, ldc] = xq[t, kp] w[n, kp]^T in int32 with dp4a (kp a multiple of 16): the plain kernel
  * for shapes cuBLASLt's int8 kernels refuse. */
 int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,
@@ -83,15 +87,14 @@ typedef struct {
     int nested_shift;    /* log2(QH_NF4_NESTED_BLOCK) */
 } qh_cu_nf4;
 
-/* out[i] = fp16(level[code i] * absmax(block of i)) for the flattened elements [0, n). */
-int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t n, void *out);
+/* out[i] = fp16(level[code first + i] * absmax(block of first + i)) for i in [0, n) of the
+ * flattened weight (first even). */
+int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t first, int64_t n, void *out);
 /* The fused small-batch product (../quant_gpu_plan.h): y[t, n] (+)= x[t, k] w[n, k]^T, y fp16
- * or fp32. With splits > 1 the partial sums meet in scratch (fp32 [t, n], zero, left zero) and
- * the last block of each row group writes y (counters[row_groups], zero, left zero); for fp32
- * y with accumulate they are added to y directly. */
+ * or fp32. With splits > 1 each split writes its partial sums to scratch (fp32 [splits, t, n])
+ * and a second kernel adds them into y. */
 int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
-                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate,
-                    float *scratch, int *counters);
+                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate, float *scratch);
 
 /* Quantizers on the device (bench/test helpers; same codes as ../quant_int8.c and
  * ../quant_nf4.c): w fp16. int8 writes q[rows_pad, kp] (caller zeroes) and scb[rows]; nf4

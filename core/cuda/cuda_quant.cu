@@ -288,17 +288,17 @@ __device__ __forceinline__ unsigned nf4_pair(const float *lv, unsigned byte, flo
  * bytes) per step, blocksize a power of two >= 8, n a multiple of 8. Otherwise one value per
  * step. */
 template <bool VEC>
-__global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t n, __half *out)
+__global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t first, int64_t n, __half *out)
 {
     __shared__ float lv[16];
     if (threadIdx.x < 16) lv[threadIdx.x] = c_levels[threadIdx.x];
     __syncthreads();
     if (VEC) {
-        const uint32_t *cw = reinterpret_cast<const uint32_t *>(w.codes);
+        const uint32_t *cw = reinterpret_cast<const uint32_t *>(w.codes + first / 2);
         uint4 *o4 = reinterpret_cast<uint4 *>(out);
         for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n / 8; i += (int64_t)gridDim.x * blockDim.x) {
             const uint32_t u = __ldcs(cw + i);
-            const float a = nf4_scale(w, (i * 8) >> w.blocksize_shift);
+            const float a = nf4_scale(w, (first + i * 8) >> w.blocksize_shift);
             uint4 o;
             o.x = nf4_pair(lv, u & 0xff, a);
             o.y = nf4_pair(lv, (u >> 8) & 0xff, a);
@@ -308,8 +308,9 @@ __global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t n, __half *out)
         }
     } else {
         for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-            unsigned b = w.codes[i >> 1], c = (i & 1) ? (b & 15) : (b >> 4);
-            out[i] = __float2half_rn(__fmul_rn(lv[c], nf4_scale(w, i / w.blocksize)));
+            const int64_t e = first + i;
+            unsigned b = w.codes[e >> 1], c = (e & 1) ? (b & 15) : (b >> 4);
+            out[i] = __float2half_rn(__fmul_rn(lv[c], nf4_scale(w, e / w.blocksize)));
         }
     }
 }
@@ -354,11 +355,9 @@ constexpr int FUSED_AMAX_LD = 17;
 template <int NT>
 __global__ void __launch_bounds__(256, 2) nf4_fused_kernel(qh_cu_nf4 w, const __half *__restrict__ x, int t,
                                                            int64_t n, int64_t k, int kr, int splits, int bs_shift,
-                                                           void *y, int y_type, int accumulate, float *scratch,
-                                                           int *counters)
+                                                           void *y, int y_type, int accumulate, float *scratch)
 {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    __shared__ int s_last;
     uint32_t *lut = reinterpret_cast<uint32_t *>(smem_raw);
     float *amx = reinterpret_cast<float *>(smem_raw + FUSED_LUT_WORDS * 4);
     __half *xs = reinterpret_cast<__half *>(smem_raw + FUSED_LUT_WORDS * 4 + FUSED_ROWS * FUSED_AMAX_LD * 4);
@@ -451,8 +450,12 @@ __global__ void __launch_bounds__(256, 2) nf4_fused_kernel(qh_cu_nf4 w, const __
         }
     }
 
-    /* acc[nt]: (row_lo, tokens 8nt + 2q, +1), (row_hi, same tokens) */
-    const bool direct = splits == 1, atomic_y = !direct && y_type == QH_CU_F32;
+    /* acc[nt]: (row_lo, tokens 8nt + 2q, +1), (row_hi, same tokens). One split: y directly.
+     * Several: this split's partial sums go to part[split][token][row] with plain stores (rows
+     * of 8 consecutive floats per warp store), and nf4_reduce_kernel adds the splits up: fp32
+     * atomics cost more than the whole product at these sizes (~1 M of them for q_proj). */
+    const bool direct = splits == 1;
+    float *part = scratch + (size_t)blockIdx.y * t * n;
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
@@ -462,39 +465,69 @@ __global__ void __launch_bounds__(256, 2) nf4_fused_kernel(qh_cu_nf4 w, const __
             if (r >= n || tok >= t) continue;
             const int64_t i = (int64_t)tok * n + r;
             const float v = acc[nt][e];
-            if (direct) {
-                if (y_type == QH_CU_F32) {
-                    float *yf = static_cast<float *>(y);
-                    yf[i] = accumulate ? yf[i] + v : v;
-                } else {
-                    __half *yh = static_cast<__half *>(y);
-                    yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
-                }
-            } else if (atomic_y) {
-                atomicAdd(static_cast<float *>(y) + i, v);
+            if (!direct) {
+                part[i] = v;
+            } else if (y_type == QH_CU_F32) {
+                float *yf = static_cast<float *>(y);
+                yf[i] = accumulate ? yf[i] + v : v;
             } else {
-                atomicAdd(scratch + i, v);
+                __half *yh = static_cast<__half *>(y);
+                yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
             }
         }
-    if (direct || atomic_y) return;
-    /* fp16 output: the last block of this row group to finish writes it */
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) s_last = atomicAdd(counters + blockIdx.x, 1) == splits - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    __half *yh = static_cast<__half *>(y);
-    for (int i = tid; i < FUSED_ROWS * t; i += blockDim.x) {
-        const int tok = i / FUSED_ROWS;
-        const int64_t r = r0 + (i - tok * FUSED_ROWS);
-        if (r >= n) continue;
-        const int64_t j = (int64_t)tok * n + r;
-        const float v = __ldcg(scratch + j);
-        scratch[j] = 0.f;
-        yh[j] = __float2half_rn(accumulate ? __half2float(yh[j]) + v : v);
+}
+
+/* y[i] (+)= sum over the splits of part[split][i], i over t x n, in split order. */
+__global__ void nf4_reduce_kernel(const float *part, int splits, int64_t tn, void *y, int y_type, int accumulate)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < tn; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = 0.f;
+        for (int sp = 0; sp < splits; sp++) v += __ldcs(part + sp * tn + i);
+        if (y_type == QH_CU_F32) {
+            float *yf = static_cast<float *>(y);
+            yf[i] = accumulate ? yf[i] + v : v;
+        } else {
+            __half *yh = static_cast<__half *>(y);
+            yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
+        }
     }
-    if (tid == 0) counters[blockIdx.x] = 0;
+}
+
+/* ---- int8 SwiGLU: both products' epilogues and silu(g) * u in one pass ------------------------ */
+
+__device__ __forceinline__ float i8_scaled_h(int32_t a, float s, float sc)
+{
+    /* i8_epilogue's arithmetic, rounded to fp16 as its output would be */
+    return __half2float(__float2half_rn(__fmul_rn(__fmul_rn((float)a, s), __fdiv_rn(sc, 127.0f))));
+}
+
+__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; } /* = silu_mul1 */
+
+template <int V>
+__global__ void i8_swiglu_kernel(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
+                                 const float *scb_g, const float *scb_u, __half *out, int64_t t, int64_t n)
+{
+    for (int64_t r = blockIdx.y; r < t; r += gridDim.y) {
+        const float s = sx[r];
+        for (int64_t c = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * V; c < n;
+             c += (int64_t)gridDim.x * blockDim.x * V) {
+            if (V == 4) {
+                int4 a = *reinterpret_cast<const int4 *>(acc_g + r * ldc + c);
+                int4 b = *reinterpret_cast<const int4 *>(acc_u + r * ldc + c);
+                float4 sg = *reinterpret_cast<const float4 *>(scb_g + c);
+                float4 su = *reinterpret_cast<const float4 *>(scb_u + c);
+                __half2 h[2];
+                h[0] = __floats2half2_rn(swiglu1(i8_scaled_h(a.x, s, sg.x), i8_scaled_h(b.x, s, su.x)),
+                                         swiglu1(i8_scaled_h(a.y, s, sg.y), i8_scaled_h(b.y, s, su.y)));
+                h[1] = __floats2half2_rn(swiglu1(i8_scaled_h(a.z, s, sg.z), i8_scaled_h(b.z, s, su.z)),
+                                         swiglu1(i8_scaled_h(a.w, s, sg.w), i8_scaled_h(b.w, s, su.w)));
+                *reinterpret_cast<uint2 *>(out + r * n + c) = *reinterpret_cast<uint2 *>(h);
+            } else {
+                float g = i8_scaled_h(acc_g[r * ldc + c], s, scb_g[c]), u = i8_scaled_h(acc_u[r * ldc + c], s, scb_u[c]);
+                out[r * n + c] = __float2half_rn(swiglu1(g, u));
+            }
+        }
+    }
 }
 
 /* ---- quantizers (bench and test helpers) -------------------------------------------------- */
@@ -635,6 +668,23 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
     return (int)cudaGetLastError();
 }
 
+int qh_cu_i8_swiglu(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
+                    const float *scb_g, const float *scb_u, void *out, int64_t t, int64_t n)
+{
+    if (t <= 0 || n <= 0) return (int)cudaGetLastError();
+    const bool vec = n % 4 == 0 && ldc % 4 == 0 &&
+                     ((uintptr_t)acc_g | (uintptr_t)acc_u | (uintptr_t)scb_g | (uintptr_t)scb_u) % 16 == 0 &&
+                     (uintptr_t)out % 8 == 0;
+    const int v = vec ? 4 : 1, threads = 256;
+    int64_t gx = (n / v + threads - 1) / threads;
+    if (gx > 64) gx = 64;
+    dim3 grid((unsigned)gx, (unsigned)(t < 65535 ? t : 65535));
+    __half *o = static_cast<__half *>(out);
+    if (vec) i8_swiglu_kernel<4><<<grid, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, t, n);
+    else i8_swiglu_kernel<1><<<grid, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, t, n);
+    return (int)cudaGetLastError();
+}
+
 int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,
                          int64_t t, int64_t ldc)
 {
@@ -644,19 +694,19 @@ int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int3
     return (int)cudaGetLastError();
 }
 
-int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t n, void *out)
+int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t first, int64_t n, void *out)
 {
     if (n <= 0) return (int)cudaGetLastError();
-    const bool vec = n % 8 == 0 && w.blocksize_shift >= 3 && (uintptr_t)w.codes % 4 == 0 && (uintptr_t)out % 16 == 0;
+    const bool vec = n % 8 == 0 && first % 8 == 0 && w.blocksize_shift >= 3 && (uintptr_t)w.codes % 4 == 0 &&
+                     (uintptr_t)out % 16 == 0;
     __half *o = static_cast<__half *>(out);
-    if (vec) nf4_dequant_kernel<true><<<grid_for(n / 8, 256), 256, 0, s>>>(w, n, o);
-    else nf4_dequant_kernel<false><<<grid_for(n, 256), 256, 0, s>>>(w, n, o);
+    if (vec) nf4_dequant_kernel<true><<<grid_for(n / 8, 256), 256, 0, s>>>(w, first, n, o);
+    else nf4_dequant_kernel<false><<<grid_for(n, 256), 256, 0, s>>>(w, first, n, o);
     return (int)cudaGetLastError();
 }
 
 int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
-                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate,
-                    float *scratch, int *counters)
+                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate, float *scratch)
 {
     if (t <= 0 || n <= 0) return (int)cudaGetLastError();
     dim3 grid((unsigned)((n + FUSED_ROWS - 1) / FUSED_ROWS), (unsigned)splits);
@@ -669,7 +719,7 @@ int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64
             opted[NT] = smem;                                                                                     \
         }                                                                                                         \
         nf4_fused_kernel<NT><<<grid, 256, smem, s>>>(w, xh, (int)t, n, k, kr, splits, bs_shift, y, y_type,         \
-                                                     accumulate, scratch, counters);                              \
+                                                     accumulate, scratch);                                        \
     } while (0)
     switch (token_tiles) {
     case 1: FUSED(1); break;
@@ -678,6 +728,8 @@ int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64
     default: FUSED(4); break;
     }
 #undef FUSED
+    if (splits > 1)
+        nf4_reduce_kernel<<<grid_for(t * n, 256), 256, 0, s>>>(scratch, splits, t * n, y, y_type, accumulate);
     return (int)cudaGetLastError();
 }
 

@@ -20,6 +20,10 @@ void qh_cu_be_free(qh_backend *be, void *p, size_t bytes);
 int qh_cu_be_err(cudaError_t e, const char *what);
 /* y[t, n] = x[t, k] w[n, k]^T + beta y through cuBLASLt: x and w fp16, y fp16 or fp32. */
 int qh_cu_be_gemm_f16(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, float beta);
+/* y[t, 0:rows] (+)= x[t, k] w[rows, k]^T through cuBLASLt, y's rows ldc elements apart (fp16
+ * or fp32 as ytype): a slice of columns of a wider output. */
+int qh_cu_be_gemm_f16_cols(qh_backend *be, const qh_tensor *x, const void *w, int64_t rows, void *y, qh_dtype ytype,
+                           int64_t ldc, float beta);
 /* acc[t, n] (int32, rows of n) = xq[t, k] w[n, k]^T on int8 tensor cores (n and k as padded by
  * quant_gpu_plan.h). Returns QH_OK; 1 when cuBLASLt offers no int8 kernel for the shape (nothing
  * was queued: the caller runs the plain kernel); another code on errors. */
@@ -38,6 +42,14 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *ou
 size_t qh_cu_quant_bytes(const qh_tensor *w);
 /* y = x w^T (accumulate 0) or y += x w^T (1) for a quantized w; x fp16, y fp16 or fp32. */
 int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, int accumulate);
+/* gate = silu(x wg^T) * (x wu^T) for int8 wg and wu: the two int8 products per chunk of tokens,
+ * then one kernel from their int32 sums to gate (fp16), the numbers the plain ops give. up is
+ * used as the second product's int32 scratch. Returns 1 (nothing done beyond quantizing x) where
+ * it does not apply: x has outlier columns, the shapes or dtypes differ. */
+int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, const qh_tensor *wu, qh_tensor *gate,
+                       qh_tensor *up);
 void qh_cu_quant_free(qh_backend *be);
+/* A quantized weight is going away: forget the weight order learned for nf4 prefetching. */
+void qh_cu_quant_forget(qh_backend *be);
 
 #endif

@@ -80,6 +80,15 @@ void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
 /* int8: tokens per int8 matrix product (its int32 result is a scratch of tokens x rows); 0 is
  * the default (4096). */
 void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
+/* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
+ * the one kernel from both products' int32 sums (benchmarks compare the two). */
+void qh_cuda_set_int8_swiglu(qh_backend *be, int on);
+/* nf4: 0 dequantizes each weight when its product comes, on the main stream (no prefetching of
+ * the next weight on the second stream; tests and benchmarks compare the two). */
+void qh_cuda_set_nf4_prefetch(qh_backend *be, int on);
+/* nf4: dequantize + cuBLASLt in parts of at most `bytes` of fp16 weight (whole rows; 0: the
+ * default, 48 MiB). Tests make it small to get many parts. */
+void qh_cuda_set_nf4_part_bytes(qh_backend *be, size_t bytes);
 /* nf4: 0 sends every product through dequantize + cuBLASLt (tests compare the two paths). */
 void qh_cuda_set_nf4_fused(qh_backend *be, int on);
 
