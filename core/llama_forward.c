@@ -8,6 +8,7 @@
 #include "llama_model.h"
 
 #include "error.h"
+#include "length_order.h"
 #include "memlimit.h"
 
 #include <stdio.h>
@@ -258,18 +259,6 @@ out:
     return rc;
 }
 
-typedef struct {
-    int32_t len;
-    int idx;
-} len_idx;
-
-static int by_length(const void *a, const void *b)
-{
-    const len_idx *x = a, *y = b;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, float *hidden)
 {
     const qh_llama_config *c = &ctx->m->cfg;
@@ -288,26 +277,28 @@ int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengt
     /* Micro-batches are filled in order of length (shortest first), so each holds sequences of
      * similar length; hidden keeps the caller's order. */
     size_t h = (size_t)c->hidden_size;
-    len_idx *order = malloc(sizeof *order * (size_t)n_seqs);
+    int64_t *bounds = malloc(sizeof *bounds * ((size_t)n_seqs + 1)), *order = NULL;
     size_t *offset = malloc(sizeof *offset * (size_t)n_seqs);
     int32_t *mb_len = malloc(sizeof *mb_len * (size_t)n_seqs), *mb_ids = NULL;
     /* Two host buffers for hidden states: with download_start, micro-batch i's states land in
      * one while micro-batch i+1 runs on the device (and the host copies i's rows out). */
     float *mb_hidden[2] = {NULL, NULL};
     size_t cap_ids = 0, cap_seqs[2] = {0, 0};
-    int rc = order && offset && mb_len ? QH_OK : qh_fail(QH_ESYS, "out of memory");
+    int rc = bounds && offset && mb_len ? QH_OK : qh_fail(QH_ESYS, "out of memory");
     size_t off = 0;
-    for (int s = 0; !rc && s < n_seqs; off += (size_t)lengths[s], s++) {
-        order[s].len = lengths[s], order[s].idx = s;
-        offset[s] = off;
+    for (int s = 0; !rc && s < n_seqs; off += (size_t)lengths[s], s++) bounds[s] = (int64_t)off, offset[s] = off;
+    if (!rc) {
+        bounds[n_seqs] = (int64_t)off;
+        order = qh_order_by_length(bounds, n_seqs);
+        if (!order) rc = qh_fail(QH_ESYS, "out of memory");
     }
-    if (!rc) qsort(order, (size_t)n_seqs, sizeof *order, by_length);
     int overlap = ctx->m->be->download_start && ctx->m->be->download_wait;
     int s = 0, cur = 0, pend_s = 0, pend_n = 0, pend_ticket = 0, pend_buf = 0;
     while (!rc && s < n_seqs) {
         int n = 0;
         long tokens = 0;
-        while (s + n < n_seqs && (n == 0 || tokens + order[s + n].len <= ctx->batch_tokens)) tokens += order[s + n++].len;
+        while (s + n < n_seqs && (n == 0 || tokens + lengths[order[s + n]] <= ctx->batch_tokens))
+            tokens += lengths[order[s + n++]];
         if ((size_t)tokens > cap_ids) {
             int32_t *p = realloc(mb_ids, sizeof *p * (size_t)tokens);
             if (!p) {
@@ -326,10 +317,10 @@ int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengt
         }
         size_t row = 0;
         for (int j = 0; j < n; j++) {
-            const len_idx *o = &order[s + j];
-            memcpy(mb_ids + row, ids + offset[o->idx], sizeof *mb_ids * (size_t)o->len);
-            mb_len[j] = o->len;
-            row += (size_t)o->len;
+            const int64_t o = order[s + j];
+            memcpy(mb_ids + row, ids + offset[o], sizeof *mb_ids * (size_t)lengths[o]);
+            mb_len[j] = lengths[o];
+            row += (size_t)lengths[o];
         }
         int ticket = 0;
         rc = forward_micro(ctx, mb_ids, mb_len, n, (int)tokens, mb_hidden[cur], overlap ? &ticket : NULL);
@@ -338,7 +329,7 @@ int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengt
         if (!rc && (overlap ? pend_n : n)) {
             int bs = overlap ? pend_s : s, bn = overlap ? pend_n : n, bb = overlap ? pend_buf : cur;
             for (int j = 0; j < bn; j++)
-                memcpy(hidden + (size_t)order[bs + j].idx * h, mb_hidden[bb] + (size_t)j * h, sizeof *hidden * h);
+                memcpy(hidden + (size_t)order[bs + j] * h, mb_hidden[bb] + (size_t)j * h, sizeof *hidden * h);
         }
         pend_s = s, pend_n = n, pend_ticket = ticket, pend_buf = cur;
         if (overlap) cur ^= 1;
@@ -347,10 +338,11 @@ int qh_llama_forward(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengt
     if (!rc && overlap && pend_n) {
         rc = ctx->m->be->download_wait(ctx->m->be, pend_ticket);
         for (int j = 0; !rc && j < pend_n; j++)
-            memcpy(hidden + (size_t)order[pend_s + j].idx * h, mb_hidden[pend_buf] + (size_t)j * h, sizeof *hidden * h);
+            memcpy(hidden + (size_t)order[pend_s + j] * h, mb_hidden[pend_buf] + (size_t)j * h, sizeof *hidden * h);
     }
     if (rc && overlap) ctx->m->be->sync(ctx->m->be); /* no copy may land in freed buffers */
     free(order);
+    free(bounds);
     free(offset);
     free(mb_len);
     free(mb_ids);

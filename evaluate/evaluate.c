@@ -2,6 +2,7 @@
  * for quality, speed, memory and energy, reported as a table, JSON, CSV and HTML. */
 #include "advice.h"
 #include "args.h"
+#include "backbone_inputs.h"
 #include "error.h"
 #include "eval_run.h"
 #include "fileio.h"
@@ -201,13 +202,12 @@ static int run(const options *o)
     int nres = 0;
     memset(res, 0, sizeof res);
     int rc = qh_head_load(head_path, &head);
-    if (!rc) rc = qh_checkpoint_open(o->model, &ck);
+    if (!rc) rc = qh_backbone_inputs_open(o->model, tok_path, &ck, &tok);
     if (!rc && head->model_fingerprint[0] && strcmp(head->model_fingerprint, ck->fingerprint) != 0)
         rc = qh_fail(QH_EINPUT, "%s was trained on another backbone (fingerprint %.12s, %s is %.12s); run train-head with this model",
                      head_path, head->model_fingerprint, o->model, ck->fingerprint);
     if (!rc && head->hidden_size != ck->cfg.hidden_size)
         rc = qh_fail(QH_EINPUT, "%s expects hidden size %d, %s has %d", head_path, head->hidden_size, o->model, ck->cfg.hidden_size);
-    if (!rc) rc = qh_tokenizer_load(tok_path, &tok);
     if (!rc) rc = qh_tweeteval_load_mapping(o->data, &map);
     if (!rc && map.num_classes != head->num_labels)
         rc = qh_fail(QH_EINPUT, "%s/mapping.txt has %d classes but %s has %d", o->data, map.num_classes, head_path, head->num_labels);

@@ -200,6 +200,17 @@ static void test_bad_inputs(void **state)
     assert_int_equal(tu_run(cmd, &so, &se), 2);
     assert_non_null(strstr(se, "was trained on another backbone"));
     free(so), free(se);
+    /* a tokenizer with more pieces than the model's vocabulary (config.json cut to 500) */
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s/demo/model' '%s/small-vocab' && sed -i 's/\"vocab_size\":[[:space:]]*[0-9]*/\"vocab_size\": 500/' "
+             "'%s/small-vocab/config.json'",
+             dir, dir, dir);
+    assert_int_equal(tu_run(cmd, NULL, NULL), 0);
+    snprintf(cmd, sizeof cmd, "%s/evaluate --backend cpu --model '%s/small-vocab' --data '%s/demo/sentiment' --out '%s/out'",
+             BIN, dir, dir, dir);
+    assert_int_equal(tu_run(cmd, &so, &se), 2);
+    assert_non_null(strstr(se, "not this model's tokenizer"));
+    free(so), free(se);
 }
 
 int main(void)

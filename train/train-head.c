@@ -2,6 +2,7 @@
  * classification head, with train/val loss logged so overfitting shows. */
 #include "advice.h"
 #include "args.h"
+#include "backbone_inputs.h"
 #include "error.h"
 #include "feature_extract.h"
 #include "fileio.h"
@@ -210,11 +211,7 @@ static int run(const options *o)
     qh_train_log log = {0};
     double *matrix = NULL;
     char *hp = NULL;
-    int rc = qh_checkpoint_open(o->model, &ck);
-    if (!rc) rc = qh_tokenizer_load(tok_path, &tok);
-    if (!rc && qh_tokenizer_vocab_size(tok) > ck->cfg.vocab_size)
-        rc = qh_fail(QH_EINPUT, "%s has %d pieces but %s/config.json has vocab_size %d: not this model's tokenizer",
-                     tok_path, qh_tokenizer_vocab_size(tok), o->model, ck->cfg.vocab_size);
+    int rc = qh_backbone_inputs_open(o->model, tok_path, &ck, &tok);
     if (!rc) rc = qh_tweeteval_load_mapping(o->data, &map);
     if (!rc && map.num_classes > QH_MAX_LABELS)
         rc = qh_fail(QH_EINPUT, "%s/mapping.txt: %d classes, at most %d supported", o->data, map.num_classes, QH_MAX_LABELS);
