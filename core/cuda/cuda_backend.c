@@ -381,6 +381,14 @@ static uint64_t cu_weight_bytes(qh_backend *be, const qh_tensor *host_view)
  * message naming --batch-tokens. */
 #define CU_MIN_HEADROOM (256ull << 20)
 
+/* "13.25 GB", "87.3 MB" into buf[32] */
+static const char *human_bytes(uint64_t b, char *buf)
+{
+    if (b >= 1000000000ull) snprintf(buf, 32, "%.2f GB", b / 1e9);
+    else snprintf(buf, 32, "%.1f MB", b / 1e6);
+    return buf;
+}
+
 static int cu_check_capacity(qh_backend *be, uint64_t bytes, const char *what)
 {
     cu_impl *im = be->impl;
@@ -389,11 +397,12 @@ static int cu_check_capacity(qh_backend *be, uint64_t bytes, const char *what)
     if (rc) return rc;
     if (im->free_limit && im->free_limit < fr) fr = im->free_limit;
     if (bytes + CU_MIN_HEADROOM <= fr) return QH_OK;
+    char need[32], run[32], avail[32], all[32];
     return qh_fail(QH_EINPUT,
-                   "%s need %.2f GB of GPU memory (and %.2f GB to run), more than the %.2f GB free on %s "
-                   "(%.2f GB in all): use a smaller variant (quantize --bits 8 or 4), free the GPU, or "
-                   "--backend cpu",
-                   what, bytes / 1e9, (bytes + CU_MIN_HEADROOM) / 1e9, fr / 1e9, im->name, tot / 1e9);
+                   "%s need %s of GPU memory (and %s to run), more than the %s free on %s (%s in all): use a "
+                   "smaller variant (quantize --bits 8 or 4), free the GPU, or --backend cpu",
+                   what, human_bytes(bytes, need), human_bytes(bytes + CU_MIN_HEADROOM, run), human_bytes(fr, avail),
+                   im->name, human_bytes(tot, all));
 }
 
 void qh_cuda_set_free_limit(qh_backend *be, size_t bytes) { ((cu_impl *)be->impl)->free_limit = bytes; }
