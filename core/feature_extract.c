@@ -45,9 +45,10 @@ static int compute(void *user, const int32_t *ids, const int32_t *lengths, int n
     if (rc) return rc;
     if (fx->log && !fx->progress_started) {
         qh_progress_begin(&fx->progress, fx->log, fx->progress_label, fx->progress_total, "tweets");
-        qh_progress_update(&fx->progress, fx->progress_base);
+        qh_progress_skip(&fx->progress, fx->progress_base); /* parts a killed run finished */
         fx->progress_started = 1;
     }
+    fx->part_computed = 1;
     double t0 = qh_now_s();
     int H = fx->model->cfg.hidden_size;
     for (int s = 0; s < n;) {
@@ -69,7 +70,10 @@ static void on_part(void *user, int64_t done, int64_t total)
     qh_feature_extractor *fx = user;
     (void)total;
     fx->progress_base = done;
-    if (fx->log && fx->progress_started) qh_progress_update(&fx->progress, done);
+    /* a part read back from the cache came without work: it must not speed up the rate */
+    if (fx->log && fx->progress_started && fx->part_computed) qh_progress_update(&fx->progress, done);
+    else if (fx->log && fx->progress_started) qh_progress_skip(&fx->progress, done);
+    fx->part_computed = 0;
 }
 
 int qh_extract_features(qh_feature_extractor *fx, const char *cache_path, const qh_feature_spec *spec,
@@ -77,6 +81,7 @@ int qh_extract_features(qh_feature_extractor *fx, const char *cache_path, const 
 {
     fx->progress_base = 0;
     fx->progress_started = 0;
+    fx->part_computed = 0;
     fx->progress_label = label;
     fx->progress_total = spec->n;
     int rc;

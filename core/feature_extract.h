@@ -28,6 +28,7 @@ typedef struct {
     int64_t tokens_computed;
     qh_progress progress;
     int progress_started;  /* the bar starts with the first computation: a reused cache shows none */
+    int part_computed;     /* the cache part being built needed the model (not read back) */
     const char *progress_label;
     int64_t progress_total;
     int64_t progress_base; /* tweets finished in earlier cache parts */

@@ -65,7 +65,8 @@ static void compose(const qh_progress *p, double t, int final, char *buf, size_t
 {
     double elapsed = t - p->t_start;
     if (!(elapsed >= 0)) elapsed = 0;
-    double rate = elapsed > 0 && p->done > 0 ? (double)p->done / elapsed : NAN;
+    int64_t worked = p->done - p->skipped;
+    double rate = elapsed > 0 && worked > 0 ? (double)worked / elapsed : NAN;
     int known = p->total > 0;
     double frac = known ? (double)p->done / (double)p->total : 0;
     if (frac < 0) frac = 0;
@@ -171,6 +172,13 @@ void qh_progress_update(qh_progress *p, int64_t done)
     p->done = done;
     double t = now(p);
     if (t - p->t_last >= (p->tty ? TTY_INTERVAL : PLAIN_INTERVAL)) draw(p, t, 0);
+}
+
+void qh_progress_skip(qh_progress *p, int64_t done)
+{
+    if (!p->active) return;
+    p->skipped += done - p->done;
+    qh_progress_update(p, done);
 }
 
 void qh_progress_end(qh_progress *p)

@@ -8,7 +8,9 @@
  * one at the end, with the same numbers and no '\r' or escape codes:
  *   extract: 45.0% 20250/45000 tweets, 812 tweets/s, elapsed 0:25, ETA 0:30
  *   extract: 100.0% 45000/45000 tweets, 818 tweets/s, elapsed 0:55, done
- * The rate is the average since begin; ETA = remaining / rate. Times print as m:ss, or
+ * The rate is the average since begin over the units this run worked on (qh_progress_skip marks
+ * units found done, a resumed job's finished parts, which would make it look fast); ETA =
+ * remaining / rate. Times print as m:ss, or
  * h:mm:ss from one hour. A total <= 0 means unknown: no bar, percentage or ETA.
  *
  * Usage: zero-initialise (to take the real clock and ask isatty), optionally set `clock`,
@@ -35,6 +37,7 @@ typedef struct {
     char label[64];
     char unit[24];
     int64_t total, done;
+    int64_t skipped;        /* of done: found done, not worked on (see qh_progress_skip) */
     double t_start, t_last; /* when begin ran; when the last line was written */
     int tty;                /* the decision made at begin */
     int width;              /* characters in the line last drawn on a terminal */
@@ -46,6 +49,9 @@ typedef struct {
 void qh_progress_begin(qh_progress *p, FILE *out, const char *label, int64_t total, const char *unit);
 /* Record that `done` units are finished; redraws when the rate limit allows. */
 void qh_progress_update(qh_progress *p, int64_t done);
+/* Record that the count jumped to `done` without work (units already finished before, such as a
+ * resumed job's parts): shown in the count and percentage, left out of the rate and ETA. */
+void qh_progress_skip(qh_progress *p, int64_t done);
 /* Final line (always written), ending with a newline. Calling it again does nothing. */
 void qh_progress_end(qh_progress *p);
 

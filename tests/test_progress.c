@@ -120,6 +120,36 @@ static void test_plain_lines(void **state)
     free(out);
 }
 
+/* A resumed job: 20,000 of 45,000 found done at the start and 2,000 more found done midway
+ * count in the totals but not in the rate: 800 tweets/s worked, not 2,800. */
+static void test_plain_skipped(void **state)
+{
+    (void)state;
+    fake_clock clk = {100};
+    capture c;
+    cap_open(&c);
+    qh_progress p = {.clock = fake_now, .clock_ctx = &clk};
+    qh_progress_begin(&p, c.fp, "extract", 45000, "tweets");
+    qh_progress_skip(&p, 20000);
+    clk.t = 110;
+    qh_progress_update(&p, 28000);
+    qh_progress_skip(&p, 30000);
+    clk.t = 120;
+    qh_progress_update(&p, 38000);
+    qh_progress_end(&p);
+    char *out = cap_close(&c);
+    char line[256];
+    /* 8,000 worked in 10 s: 800/s, 17,000 left: 21.25 s */
+    assert_string_equal(line_at(out, 0, line, sizeof line),
+                        "extract: 62.2% 28000/45000 tweets, 800 tweets/s, elapsed 0:10, ETA 0:21");
+    /* 16,000 worked in 20 s, 7,000 left: 8.75 s */
+    assert_string_equal(line_at(out, 1, line, sizeof line),
+                        "extract: 84.4% 38000/45000 tweets, 800 tweets/s, elapsed 0:20, ETA 0:08");
+    assert_string_equal(line_at(out, 2, line, sizeof line),
+                        "extract: 84.4% 38000/45000 tweets, 800 tweets/s, elapsed 0:20, stopped");
+    free(out);
+}
+
 /* Hours-long ETA, and updates that come rarely: a line whenever 10 s have passed.
  * 10,000,000 items, 1,000 done after 12.5 s: rate 80/s, ETA 9,999,000 / 80 = 124,987.5 s
  * = 34 h 43 min 7.5 s -> "34:43:07". */
@@ -276,7 +306,7 @@ static void test_defaults(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_helpers), cmocka_unit_test(test_plain_lines),
+        cmocka_unit_test(test_format_helpers), cmocka_unit_test(test_plain_lines), cmocka_unit_test(test_plain_skipped),
         cmocka_unit_test(test_plain_long_eta), cmocka_unit_test(test_tty_redraws),
         cmocka_unit_test(test_tty_narrow),     cmocka_unit_test(test_total_zero),
         cmocka_unit_test(test_defaults),
