@@ -477,9 +477,28 @@ static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, i
     return QH_OK;
 }
 
+/* y[t, 0:n] (+)= x[t, k] w[n, k]^T through cuBLASLt, y's rows ldc elements apart (a slice of a
+ * wider output when ldc > n), then the profiling mark of the product's kind. */
+static int lt_gemm(cu_impl *im, const void *x, const void *w, void *y, int64_t t, int64_t n, int64_t k, int64_t ldc,
+                   cudaDataType_t in_type, cudaDataType_t y_type, float beta, const char *op)
+{
+    if (t == 0 || n == 0) return QH_OK;
+    gemm_plan *p;
+    int rc = get_plan(im, im->mm, 0, n, k, t, ldc, in_type, y_type, &p);
+    if (rc) return rc;
+    float alpha = 1.0f;
+    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                               im->workspace, WORKSPACE_BYTES, im->stream),
+                op);
+    int64_t width = ldc > n ? ldc : n; /* the whole output's columns */
+    int kind = beta != 0 ? (k > width ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
+                         : (width > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
+    prof_mark(im, kind);
+    return rc;
+}
+
 static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, float beta, const char *op)
 {
-    cu_impl *im = be->impl;
     int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n = qh_tensor_rows(w);
     /* fp16 weights and input (fp16 or fp32 output), or all fp32 (the fp32 mode) */
     int f32 = w->dtype == QH_F32;
@@ -488,19 +507,8 @@ static int gemm(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tenso
     int rc = check(op, x, t, k, f32 ? 2 : 1);
     if (!rc) rc = check(op, y, t, n, f32 ? 2 : 3);
     if (rc) return rc;
-    if (t == 0 || n == 0) return QH_OK;
-    gemm_plan *p;
-    rc = get_plan(im, im->mm, 0, n, k, t, 0, f32 ? CUDA_R_32F : CUDA_R_16F,
-                  y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
-    if (rc) return rc;
-    float alpha = 1.0f;
-    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w->data, p->a, x->data, p->b, &beta, y->data, p->c, y->data,
-                               p->c, &p->algo, im->workspace, WORKSPACE_BYTES, im->stream),
-                op);
-    int kind = beta != 0 ? (k > n ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
-                         : (n > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
-    prof_mark(im, kind);
-    return rc;
+    return lt_gemm(be->impl, x->data, w->data, y->data, t, n, k, n, f32 ? CUDA_R_32F : CUDA_R_16F,
+                   y->dtype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, beta, op);
 }
 
 static int cu_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y)
@@ -536,22 +544,10 @@ int qh_cu_be_gemm_f16(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh
 int qh_cu_be_gemm_f16_cols(qh_backend *be, const qh_tensor *x, const void *w, int64_t rows, void *y, qh_dtype ytype,
                            int64_t ldc, float beta)
 {
-    cu_impl *im = be->impl;
-    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x);
     if (x->dtype != QH_F16 || (ytype != QH_F16 && ytype != QH_F32) || rows > ldc)
         return qh_fail(QH_ESYS, "linear: internal error: column-slice product of %s input", qh_dtype_name(x->dtype));
-    if (t == 0 || rows == 0) return QH_OK;
-    gemm_plan *p;
-    int rc = get_plan(im, im->mm, 0, rows, k, t, ldc, CUDA_R_16F, ytype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, &p);
-    if (rc) return rc;
-    float alpha = 1.0f;
-    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w, p->a, x->data, p->b, &beta, y, p->c, y, p->c, &p->algo,
-                               im->workspace, WORKSPACE_BYTES, im->stream),
-                beta != 0 ? "linear_add" : "linear");
-    int kind = beta != 0 ? (k > ldc ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
-                         : (ldc > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
-    prof_mark(im, kind);
-    return rc;
+    return lt_gemm(be->impl, x->data, w, y, qh_tensor_rows(x), rows, qh_tensor_cols(x), ldc, CUDA_R_16F,
+                   ytype == QH_F32 ? CUDA_R_32F : CUDA_R_16F, beta, beta != 0 ? "linear_add" : "linear");
 }
 
 int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t k, int64_t t)

@@ -4,6 +4,7 @@
  * All are memory-bound: each reads and writes its tensors once, with 16-byte vector accesses
  * where the widths allow (every LLaMA width is a multiple of 8), and does its arithmetic in fp32
  * whatever the storage type. The CPU backend (core/cpu/cpu_ops.c) is the reference for each. */
+#include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
 #include <cuda_bf16.h>
@@ -124,7 +125,6 @@ __global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, flo
 
 /* ---- SwiGLU: out = silu(gate) * up, fp16, 8 elements per thread ------------------------------ */
 
-__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 __global__ void silu_mul_h8_kernel(const uint4 *gate, const uint4 *up, uint4 *out, int64_t n8)
 {
@@ -135,7 +135,7 @@ __global__ void silu_mul_h8_kernel(const uint4 *gate, const uint4 *up, uint4 *ou
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             float2 a = __half22float2(gh[j]), b = __half22float2(uh[j]);
-            oh[j] = __floats2half2_rn(silu_mul1(a.x, b.x), silu_mul1(a.y, b.y));
+            oh[j] = __floats2half2_rn(qh_silu_mul(a.x, b.x), qh_silu_mul(a.y, b.y));
         }
         out[i] = o;
     }
@@ -144,7 +144,7 @@ __global__ void silu_mul_h8_kernel(const uint4 *gate, const uint4 *up, uint4 *ou
 __global__ void silu_mul_kernel(const void *gate, const void *up, void *out, int type, int64_t n)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        st(out, type, i, silu_mul1(ld(gate, type, i), ld(up, type, i)));
+        st(out, type, i, qh_silu_mul(ld(gate, type, i), ld(up, type, i)));
 }
 
 /* ---- residual add: x += y ------------------------------------------------------------------ */

@@ -295,6 +295,14 @@ static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x,
     return QH_OK;
 }
 
+/* A product wrote [p, p + bytes): a cached quantized input whose fp16 source lies there is stale
+ * (the products bypass the generation counter, which covers every other op). */
+static void i8_written(struct qh_cu_quant *q, const void *p, size_t bytes)
+{
+    const char *xb = q->x_ptr, *yb = p;
+    if (yb < xb + (size_t)(q->x_t * q->x_k) * 2 && xb < yb + bytes) q->x_valid = 0;
+}
+
 /* acc[tc, np] = xq[tc, kp] w^T in int32: cuBLASLt's tensor cores, or the plain kernel for shapes
  * they refuse. */
 static int i8_product(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w, const int8_t *xq, int32_t *acc,
@@ -361,9 +369,7 @@ static int i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, 
                                                              extra, yp, f32y ? QH_CU_F32 : QH_CU_F16, epi_acc, tc, n),
                               "int8 epilogue");
     }
-    /* an output written over the cached input invalidates it */
-    const char *xb = q->x_ptr, *yb = y->data;
-    if (yb < xb + (size_t)(q->x_t * q->x_k) * 2 && xb < yb + (size_t)(t * n) * es) q->x_valid = 0;
+    i8_written(q, y->data, (size_t)(t * n) * es);
     qh_cu_be_mark(be, kind);
     return rc;
 }
@@ -417,13 +423,8 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
                               "int8 SwiGLU");
         qh_cu_be_mark(be, QH_CUDA_OP_SILU_MUL);
     }
-    /* gate and up were written: a cached input inside them is stale */
-    const char *xb = q->x_ptr;
-    size_t xbytes = (size_t)(q->x_t * q->x_k) * 2;
-    for (int i = 0; i < 2; i++) {
-        const char *yb = i ? up->data : gate->data;
-        if (yb < xb + xbytes && xb < yb + (size_t)(t * n) * 2) q->x_valid = 0;
-    }
+    i8_written(q, gate->data, (size_t)(t * n) * 2);
+    i8_written(q, up->data, (size_t)(t * n) * 2);
     return rc;
 }
 

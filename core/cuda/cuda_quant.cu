@@ -16,6 +16,7 @@
  * per row) are scaled by the absmax in fp32 afterwards. A thread's fragment columns are a
  * permutation of 16 consecutive input columns (its 8 code bytes), and the x fragments it loads
  * from shared memory follow the same permutation, so the sum over the columns is unchanged. */
+#include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
 #include <cuda_fp16.h>
@@ -203,17 +204,17 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float 
             if (V == 4) {
                 int4 a = *reinterpret_cast<const int4 *>(acc + r * ldc + c);
                 float4 sc = *reinterpret_cast<const float4 *>(scb + c);
-                v[0] = __fmul_rn(__fmul_rn((float)a.x, s), __fdiv_rn(sc.x, 127.0f));
-                v[1] = __fmul_rn(__fmul_rn((float)a.y, s), __fdiv_rn(sc.y, 127.0f));
-                v[2] = __fmul_rn(__fmul_rn((float)a.z, s), __fdiv_rn(sc.z, 127.0f));
-                v[3] = __fmul_rn(__fmul_rn((float)a.w, s), __fdiv_rn(sc.w, 127.0f));
+                v[0] = qh_i8_dequant(a.x, s, sc.x);
+                v[1] = qh_i8_dequant(a.y, s, sc.y);
+                v[2] = qh_i8_dequant(a.z, s, sc.z);
+                v[3] = qh_i8_dequant(a.w, s, sc.w);
                 if (extra) {
                     float4 e = *reinterpret_cast<const float4 *>(extra + r * n + c);
                     v[0] = __fadd_rn(v[0], e.x), v[1] = __fadd_rn(v[1], e.y);
                     v[2] = __fadd_rn(v[2], e.z), v[3] = __fadd_rn(v[3], e.w);
                 }
             } else {
-                v[0] = __fmul_rn(__fmul_rn((float)acc[r * ldc + c], s), __fdiv_rn(scb[c], 127.0f));
+                v[0] = qh_i8_dequant(acc[r * ldc + c], s, scb[c]);
                 if (extra) v[0] = __fadd_rn(v[0], extra[r * n + c]);
             }
             if (F16) {
@@ -495,13 +496,11 @@ __global__ void nf4_reduce_kernel(const float *part, int splits, int64_t tn, voi
 
 /* ---- int8 SwiGLU: both products' epilogues and silu(g) * u in one pass ------------------------ */
 
+/* i8_epilogue's value, rounded to fp16 as its output would be */
 __device__ __forceinline__ float i8_scaled_h(int32_t a, float s, float sc)
 {
-    /* i8_epilogue's arithmetic, rounded to fp16 as its output would be */
-    return __half2float(__float2half_rn(__fmul_rn(__fmul_rn((float)a, s), __fdiv_rn(sc, 127.0f))));
+    return __half2float(__float2half_rn(qh_i8_dequant(a, s, sc)));
 }
-
-__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; } /* = silu_mul1 */
 
 template <int V>
 __global__ void i8_swiglu_kernel(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
@@ -517,14 +516,14 @@ __global__ void i8_swiglu_kernel(const int32_t *acc_g, const int32_t *acc_u, int
                 float4 sg = *reinterpret_cast<const float4 *>(scb_g + c);
                 float4 su = *reinterpret_cast<const float4 *>(scb_u + c);
                 __half2 h[2];
-                h[0] = __floats2half2_rn(swiglu1(i8_scaled_h(a.x, s, sg.x), i8_scaled_h(b.x, s, su.x)),
-                                         swiglu1(i8_scaled_h(a.y, s, sg.y), i8_scaled_h(b.y, s, su.y)));
-                h[1] = __floats2half2_rn(swiglu1(i8_scaled_h(a.z, s, sg.z), i8_scaled_h(b.z, s, su.z)),
-                                         swiglu1(i8_scaled_h(a.w, s, sg.w), i8_scaled_h(b.w, s, su.w)));
+                h[0] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.x, s, sg.x), i8_scaled_h(b.x, s, su.x)),
+                                         qh_silu_mul(i8_scaled_h(a.y, s, sg.y), i8_scaled_h(b.y, s, su.y)));
+                h[1] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.z, s, sg.z), i8_scaled_h(b.z, s, su.z)),
+                                         qh_silu_mul(i8_scaled_h(a.w, s, sg.w), i8_scaled_h(b.w, s, su.w)));
                 *reinterpret_cast<uint2 *>(out + r * n + c) = *reinterpret_cast<uint2 *>(h);
             } else {
                 float g = i8_scaled_h(acc_g[r * ldc + c], s, scb_g[c]), u = i8_scaled_h(acc_u[r * ldc + c], s, scb_u[c]);
-                out[r * n + c] = __float2half_rn(swiglu1(g, u));
+                out[r * n + c] = __float2half_rn(qh_silu_mul(g, u));
             }
         }
     }
