@@ -4,7 +4,7 @@
  *   bench_cuda_forward [--lengths FILE] [--batch-tokens N[,N...]] [--reps R] [--model DIR]
  *                      [--variants fp16,int8,nf4,nf4-dq] [--int8-threshold X] [--int8-chunk N]
  *                      [--nf4-blocksize N] [--nf4-part-mb MB] [--qdir DIR] [--latency R] [--latency-len L]
- *                      [--profile] [--gemm-sweep] [--hf SCRIPT] [--hf-args "ARGS"]
+ *                      [--profile] [--gemm-sweep] [--gemm-sustain MS] [--hf SCRIPT] [--hf-args "ARGS"]
  *
  * --variants: each in turn on a fresh backend (default fp16). int8 (LLM.int8(), outlier
  * threshold --int8-threshold, default 6 as `quantize`), nf4 (blocksize --nf4-blocksize,
@@ -12,7 +12,8 @@
  * 48, 96 keeps the 7B's weights whole) and nf4-dq (with double quantization). A variant may carry its own threshold
  * and batch sizes: int8:0 (no outlier decomposition), nf4-dq@8192/12288 (instead of
  * --batch-tokens); "+plain" turns off int8's fused SwiGLU and nf4's weight prefetching
- * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring. The random model's fp16 weights (the same
+ * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring; "+nonorm" makes int8's products
+ * quantize RMSNorm's output themselves (int8:0+nonorm). The random model's fp16 weights (the same
  * for every variant) are quantized on the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -37,6 +38,8 @@
  *   and down_proj products at --latency-len tokens.
  * --gemm-sweep: the 7B matrix-product shapes at the first batch size, every cuBLASLt
  *   heuristic candidate timed (is the first one, which the backend takes, the fastest?).
+ *   --gemm-sustain MS: the same, each candidate timed over MS ms of back-to-back products (the
+ *   card at its power limit, as in a whole pass) instead of short bursts.
  * --hf SCRIPT: after freeing the GPU, runs `python3 SCRIPT --lengths FILE ARGS` (see
  *   bench/hf_llama_baseline.py), which prints one JSON line per variant, and adds them to the
  *   table with our ratio to the best. */
@@ -124,12 +127,13 @@ static int weight(qh_backend *be, qh_tensor *t, int64_t rows, int64_t cols, uint
 }
 
 typedef struct {
-    char name[64];  /* fp16, int8, nf4, nf4-dq (with :threshold) */
+    char name[96];  /* fp16, int8, nf4, nf4-dq (with :threshold and what is off) */
     qh_dtype dtype; /* F16, I8, NF4 */
     int blocksize, double_quant;
     float threshold;
     char bt_list[64]; /* batch sizes, or empty: --batch-tokens */
     int plain;        /* "+plain": int8 without the fused SwiGLU, nf4 without prefetching */
+    int nonorm;       /* "+nonorm": int8 without the codes RMSNorm writes */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -187,7 +191,7 @@ static int random_model(qh_backend *be, const variant *v, qh_llama_model **out)
 }
 
 typedef struct {
-    char name[96];
+    char name[160];
     double time_s, peak_gb, device_gb;
     int ok, fp16;
 } row;
@@ -204,7 +208,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][@bt/bt...] */
+/* name[:threshold][+plain][+nonorm][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -218,7 +222,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+plain");
+    char *plus = strstr(buf, "+nonorm");
+    if (plus) memmove(plus, plus + 7, strlen(plus + 7) + 1), v->nonorm = 1;
+    plus = strstr(buf, "+plain");
     if (plus) *plus = 0, v->plain = 1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = 0;
@@ -234,6 +240,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
     if (v->plain)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), "%s",
                  v->dtype == QH_I8 ? ", unfused SwiGLU" : v->dtype == QH_NF4 ? ", no prefetch" : "");
+    if (v->nonorm && v->dtype == QH_I8)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", no norm codes");
     return QH_OK;
 }
 
@@ -306,6 +314,8 @@ static void print_quant_stats(qh_backend *be, const char *when)
             printf("#   int8 %s (%s): %ld activations quantized, outlier columns mean %.1f, max %d\n", in[i].name, when, n,
                    (double)st.int8_outlier_cols[in[i].kind] / n, st.int8_outlier_max[in[i].kind]);
     }
+    if (st.int8_norm_inputs)
+        printf("#   int8 inputs whose codes RMSNorm wrote (%s): %ld\n", when, st.int8_norm_inputs);
     if (st.int8_tc_products || st.int8_plain_products)
         printf("#   int8 products (%s): %ld on tensor cores (cuBLASLt), %ld plain kernel\n", when, st.int8_tc_products,
                st.int8_plain_products);
@@ -318,7 +328,7 @@ int main(int argc, char **argv)
 {
     const char *lengths_path = "bench/tweeteval-lengths.json", *model_dir = NULL, *hf = NULL, *hf_args = "";
     const char *bt_list = "8192", *variants = "fp16", *qdir = "checkpoints";
-    int reps = 2, profile = 0, sweep = 0, lat_reps = 0, lat_len = 30, nf4_bs = 64;
+    int reps = 2, profile = 0, sweep = 0, sustain_ms = 0, lat_reps = 0, lat_len = 30, nf4_bs = 64;
     double int8_thr = QH_INT8_DEFAULT_THRESHOLD;
     long int8_chunk = 0, nf4_part_mb = 0;
     for (int i = 1; i < argc; i++) {
@@ -340,6 +350,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hf-args") && more) hf_args = argv[++i];
         else if (!strcmp(a, "--profile")) profile = 1;
         else if (!strcmp(a, "--gemm-sweep")) sweep = 1;
+        else if (!strcmp(a, "--gemm-sustain") && more) sweep = 1, sustain_ms = atoi(argv[++i]);
         else {
             fprintf(stderr, "%s: unknown or incomplete argument '%s' (see the comment at the top of the source)\n", prog, a);
             return 2;
@@ -372,7 +383,7 @@ int main(int argc, char **argv)
     row rows[48];
     int n_rows = 0;
     struct {
-        char name[64];
+        char name[96];
         double ms, min_ms, weights_gb;
     } lat[8];
     int n_lat = 0;
@@ -390,6 +401,7 @@ int main(int argc, char **argv)
         if (int8_chunk > 0) qh_cuda_set_int8_chunk(be, int8_chunk);
         if (nf4_part_mb > 0) qh_cuda_set_nf4_part_bytes(be, (size_t)nf4_part_mb << 20);
         if (v->plain) qh_cuda_set_int8_swiglu(be, 0), qh_cuda_set_nf4_prefetch(be, 0);
+        if (v->nonorm) qh_cuda_set_int8_norm_codes(be, 0);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];
@@ -424,7 +436,7 @@ int main(int argc, char **argv)
             printf("# GEMM sweep at t = %ld (n, k; f32 C+= is the fused residual):\n", bt);
             for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++) {
                 double first, best;
-                rc = qh_cuda_gemm_bench(be, bt, shp[i][0], shp[i][1], (int)shp[i][2], 8, &first, &best);
+                rc = qh_cuda_gemm_bench(be, bt, shp[i][0], shp[i][1], (int)shp[i][2], 8, sustain_ms, &first, &best);
                 if (rc) return qh_report(prog, rc);
                 printf("# GEMM t=%ld n=%lld k=%lld %s: heuristic first %.1f TFLOP/s, best %.1f\n", bt,
                        (long long)shp[i][0], (long long)shp[i][1], shp[i][2] ? "f32 C+=" : "f16", first, best);
@@ -490,7 +502,7 @@ int main(int argc, char **argv)
         }
         if (lat_reps > 0 && n_lat < 8) {
             qh_llama_ctx *ctx;
-            if ((rc = qh_llama_ctx_create(m, qh_default_batch_tokens(be), &ctx))) return qh_report(prog, rc);
+            if ((rc = qh_llama_ctx_create(m, qh_default_batch_tokens(m), &ctx))) return qh_report(prog, rc);
             int32_t len = lat_len;
             double *times = malloc(sizeof(double) * (size_t)lat_reps);
             for (int r = 0; !rc && r < 3; r++) rc = qh_llama_forward(ctx, ids, &len, 1, hidden);
@@ -506,7 +518,7 @@ int main(int argc, char **argv)
             if (profile) { /* one more call with per-op device times */
                 char title[160];
                 snprintf(title, sizeof title, "%s profile of one latency call", v->name);
-                if ((rc = profiled(be, m, qh_default_batch_tokens(be), ids, &len, 1, hidden, title)))
+                if ((rc = profiled(be, m, qh_default_batch_tokens(m), ids, &len, 1, hidden, title)))
                     return qh_report(prog, rc);
             }
             if (profile && (rc = linear_bench(be, m, lat_len, v->name))) return qh_report(prog, rc);

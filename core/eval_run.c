@@ -118,7 +118,7 @@ int qh_eval_variant(const qh_eval_opts *o, qh_eval_result *r, float **logits_out
     if ((rc = qh_backend_create(o->backend ? o->backend : "auto", &fx.be))) goto out;
     if (o->log) fprintf(o->log, "%s: loading on %s\n", o->variant, fx.be->name);
     if ((rc = qh_llama_load_variant(o->model_dir, o->variant, o->qfile, fx.be, &fx.model))) goto out;
-    if ((rc = qh_llama_ctx_create(fx.model, o->batch_tokens > 0 ? o->batch_tokens : qh_default_batch_tokens(fx.be), &fx.ctx))) goto out;
+    if ((rc = qh_llama_ctx_create(fx.model, o->batch_tokens > 0 ? o->batch_tokens : qh_default_batch_tokens(fx.model), &fx.ctx))) goto out;
     r->load_seconds = qh_now_s() - t0;
     if (fx.model->cfg.hidden_size != H) {
         rc = qh_fail(QH_EINPUT, "the head expects hidden size %d but %s has %d", H, o->model_dir, fx.model->cfg.hidden_size);

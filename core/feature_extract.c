@@ -14,7 +14,7 @@ int qh_feature_extractor_load(qh_feature_extractor *fx)
     int rc = qh_backend_create(fx->backend ? fx->backend : "auto", &fx->be);
     if (!rc && fx->log) fprintf(fx->log, "loading %s on %s\n", fx->model_dir, fx->be->name);
     if (!rc) rc = qh_llama_load(fx->model_dir, fx->be, &fx->model);
-    if (!rc) rc = qh_llama_ctx_create(fx->model, fx->batch_tokens > 0 ? fx->batch_tokens : qh_default_batch_tokens(fx->be), &fx->ctx);
+    if (!rc) rc = qh_llama_ctx_create(fx->model, fx->batch_tokens > 0 ? fx->batch_tokens : qh_default_batch_tokens(fx->model), &fx->ctx);
     if (rc) {
         qh_feature_extractor_free(fx);
         return rc;

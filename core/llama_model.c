@@ -159,7 +159,8 @@ double qh_llama_flops_per_token(const qh_llama_config *c)
     return 2.0 * per_layer * c->num_layers;
 }
 
-int qh_default_batch_tokens(const qh_backend *be)
+int qh_default_batch_tokens(const qh_llama_model *m)
 {
-    return be->device == QH_DEVICE_CUDA ? QH_BATCH_TOKENS_GPU : QH_BATCH_TOKENS_CPU;
+    if (m->be->device != QH_DEVICE_CUDA) return QH_BATCH_TOKENS_CPU;
+    return m->quant.quantized && m->quant.dtype == QH_NF4 ? QH_BATCH_TOKENS_GPU_NF4 : QH_BATCH_TOKENS_GPU;
 }

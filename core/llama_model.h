@@ -40,10 +40,13 @@ typedef struct qh_llama_ctx qh_llama_ctx;
 /* --batch-tokens on a GPU, measured on the H100 with the TweetEval lengths (bench/NOTES.md):
  * as fast as 16384, 0.4 GB less memory; 4096 is 6% slower. */
 #define QH_BATCH_TOKENS_GPU 12288
+/* nf4 on a GPU: as fast as 12288 within the noise, and its activations are a quarter of a 7B's
+ * memory there: 4.46 GB in all against 4.60 (bench/NOTES.md). */
+#define QH_BATCH_TOKENS_GPU_NF4 10240
 /* On the CPU the size hardly matters for speed; 4096 keeps the fp32 workspace small. */
 #define QH_BATCH_TOKENS_CPU 4096
-/* The default for a backend: what --batch-tokens 0 (or absent) means. */
-int qh_default_batch_tokens(const qh_backend *be);
+/* The default for a model on its backend: what --batch-tokens 0 (or absent) means. */
+int qh_default_batch_tokens(const qh_llama_model *m);
 
 /* Workspace for micro-batches of up to batch_tokens tokens (longer sequences grow it). */
 int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out);

@@ -683,6 +683,56 @@ static void check_quant_model(pair *b, const char *name, int bits, int dq)
     if (failed) fail_msg("%s %s: errors above the bounds (lines marked FAIL)", name, variant);
 }
 
+/* At threshold 0 RMSNorm writes the int8 codes of its output for the q/k/v and gate/up products
+ * (qh_cu_quant_norm_codes): the whole forward pass gives the same hidden states bit for bit as
+ * with the products quantizing the norm outputs themselves. */
+static void test_int8_norm_codes(void **state)
+{
+    pair *b = *state;
+    static const char *const names[] = {"mha", "gqa"};
+    for (int mi = 0; mi < 2; mi++) {
+        char dir[1024], path[1100];
+        snprintf(dir, sizeof dir, "%s/llama/%s", tu_fixtures(), names[mi]);
+        snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+        char *tmp = tu_mkdtemp("cuda-norm-codes");
+        char *file = tu_path(tmp, "backbone.safetensors"), *report = tu_path(tmp, "report.json");
+        qh_quantize_opts o = {.model_dir = dir, .out_path = file, .report_path = report, .bits = 8, .threshold = 0.0f};
+        qh_quantize_summary sum;
+        must(qh_quantize_model(&o, &sum), "quantize");
+        qh_safetensors *ref;
+        must(qh_st_open(path, &ref), "reference");
+        const qh_st_tensor *ids_t = qh_st_find(ref, "ids"), *len_t = qh_st_find(ref, "lengths");
+        assert_true(ids_t && len_t);
+        const int32_t *ids = qh_st_data(ref, ids_t), *lens = qh_st_data(ref, len_t);
+        int n = (int)len_t->shape[0], h;
+        static const int batches[] = {1 << 16, 7};
+        for (size_t bi = 0; bi < 2; bi++) {
+            float *got[2];
+            long fused[2];
+            for (int on = 0; on < 2; on++) {
+                qh_cuda_set_int8_norm_codes(b->gpu, on);
+                qh_cuda_quant_stats st;
+                qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                got[on] = run_model(b->gpu, dir, "int8", file, batches[bi], ids, lens, n, &h);
+                qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                fused[on] = st.int8_norm_inputs;
+            }
+            int64_t diff = 0;
+            for (int64_t i = 0; i < (int64_t)n * h; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
+            printf("#   %s int8 threshold 0, batch %d: RMSNorm wrote the codes of %ld inputs (0 when off: %ld); "
+                   "%lld of %lld hidden values differ\n",
+                   names[mi], batches[bi], fused[1], fused[0], (long long)diff, (long long)n * h);
+            assert_int_equal(diff, 0);
+            assert_true(fused[1] > 0);
+            assert_int_equal(fused[0], 0);
+            free(got[0]), free(got[1]);
+        }
+        qh_st_close(ref);
+        tu_rmtree(tmp);
+        free(tmp), free(file), free(report);
+    }
+}
+
 static void test_model_int8(void **state)
 {
     check_quant_model(*state, "mha", 8, 0);
@@ -704,6 +754,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
+        cmocka_unit_test(test_int8_norm_codes),
         cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_prefetch),
         cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
     };

@@ -109,6 +109,23 @@ static void test_mha_micro_batches(void **state) { (void)state, check_model("mha
 static void test_gqa_sharded_one_batch(void **state) { (void)state, check_model("gqa", 1 << 16); }
 static void test_gqa_micro_batches(void **state) { (void)state, check_model("gqa", 7); }
 
+/* What --batch-tokens 0 means: per device, and smaller for nf4 on a GPU (its memory target). */
+static void test_default_batch_tokens(void **state)
+{
+    (void)state;
+    qh_backend cpu = {.device = QH_DEVICE_CPU}, gpu = {.device = QH_DEVICE_CUDA};
+    qh_llama_model m = {.be = &cpu};
+    assert_int_equal(qh_default_batch_tokens(&m), QH_BATCH_TOKENS_CPU);
+    m.be = &gpu;
+    assert_int_equal(qh_default_batch_tokens(&m), QH_BATCH_TOKENS_GPU);
+    m.quant.quantized = 1, m.quant.dtype = QH_I8;
+    assert_int_equal(qh_default_batch_tokens(&m), QH_BATCH_TOKENS_GPU);
+    m.quant.dtype = QH_NF4;
+    assert_int_equal(qh_default_batch_tokens(&m), QH_BATCH_TOKENS_GPU_NF4);
+    m.be = &cpu;
+    assert_int_equal(qh_default_batch_tokens(&m), QH_BATCH_TOKENS_CPU);
+}
+
 static void test_config_spellings(void **state)
 {
     (void)state;
@@ -130,6 +147,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_spellings),
+        cmocka_unit_test(test_default_batch_tokens),
         cmocka_unit_test(test_mha_one_batch),
         cmocka_unit_test(test_mha_micro_batches),
         cmocka_unit_test(test_gqa_sharded_one_batch),

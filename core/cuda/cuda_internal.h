@@ -25,8 +25,10 @@ enum { QH_CU_F16 = 0, QH_CU_F32 = 1, QH_CU_BF16 = 2 };
  * bad index set *err (device memory) to 1 and skip the element. */
 int qh_cu_embed(cudaStream_t s, const void *table, int table_type, int64_t vocab, int64_t h, const int32_t *ids,
                 int64_t t, void *out, int out_type, int *err);
+/* xq non-NULL (fp16 out): also xq[rows, kp] and sx[rows] as qh_cu_i8_rowquant(out, flags NULL)
+ * would (in the same kernel where the row fits its registers, else by that launcher). */
 int qh_cu_rmsnorm(cudaStream_t s, const void *x, int x_type, const void *w, int w_type, float eps, void *out,
-                  int out_type, int64_t rows, int64_t h);
+                  int out_type, int64_t rows, int64_t h, int8_t *xq, float *sx, int64_t kp);
 int qh_cu_silu_mul(cudaStream_t s, const void *gate, const void *up, void *out, int type, int64_t n);
 int qh_cu_add(cudaStream_t s, void *x, int x_type, const void *y, int y_type, int64_t n);
 int qh_cu_gather_rows(cudaStream_t s, const void *x, int64_t x_rows, int64_t row_bytes, const int32_t *rows,

@@ -84,11 +84,11 @@ __global__ void embed_kernel(const void *table, int tt, int64_t vocab, int64_t h
 /* ---- RMSNorm: one block per row; sum of squares in fp32 (tree-reduced), then a second pass
  * over the row (an L1/L2 hit) writes x * rsqrt(mean + eps) * w. ----------------------------- */
 
-__global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int ot,
-                               int64_t h, bool vec)
+/* rsqrt(mean(x^2) + eps) of row `base`; the same arithmetic (and order) in both kernels below,
+ * launched with the same block size, so their fp16 outputs agree bit for bit. */
+__device__ __forceinline__ float rms_scale(const void *x, int xt, int64_t base, int64_t h, bool vec, float eps,
+                                           float *part)
 {
-    __shared__ float part[32];
-    int64_t base = (int64_t)blockIdx.x * h;
     float ss = 0.f;
     if (vec) {
         for (int64_t i = 4 * (int64_t)threadIdx.x; i < h; i += 4 * (int64_t)blockDim.x) {
@@ -111,16 +111,65 @@ __global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, flo
         if (lane == 0) part[0] = ss;
     }
     __syncthreads();
-    float scale = rsqrtf(part[0] / (float)h + eps);
+    return rsqrtf(part[0] / (float)h + eps);
+}
+
+__device__ __forceinline__ float4 rms_apply4(float4 v, float4 g, float scale)
+{
+    return make_float4(v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w);
+}
+
+__global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int ot,
+                               int64_t h, bool vec)
+{
+    __shared__ float part[32];
+    int64_t base = (int64_t)blockIdx.x * h;
+    float scale = rms_scale(x, xt, base, h, vec, eps, part);
     if (vec) {
-        for (int64_t i = 4 * (int64_t)threadIdx.x; i < h; i += 4 * (int64_t)blockDim.x) {
-            float4 v = ld4(x, xt, base + i), g = ld4(w, wt, i);
-            st4(out, ot, base + i, make_float4(v.x * scale * g.x, v.y * scale * g.y, v.z * scale * g.z, v.w * scale * g.w));
-        }
+        for (int64_t i = 4 * (int64_t)threadIdx.x; i < h; i += 4 * (int64_t)blockDim.x)
+            st4(out, ot, base + i, rms_apply4(ld4(x, xt, base + i), ld4(w, wt, i), scale));
     } else {
         for (int64_t i = threadIdx.x; i < h; i += blockDim.x)
             st(out, ot, base + i, ld(x, xt, base + i) * scale * ld(w, wt, i));
     }
+}
+
+/* RMSNorm into fp16 plus the LLM.int8() codes and scale of the fp16 row (threshold 0: what
+ * i8_rowquant_kernel would compute from out, so the int8 products can skip that pass). Each
+ * thread keeps its NV groups of 4 values in registers (rows up to 4 NV blockDim wide). */
+template <int NV>
+__global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int64_t h,
+                                  int8_t *xq, float *sx, int64_t kp)
+{
+    __shared__ float part[32], pmax[32];
+    int64_t base = (int64_t)blockIdx.x * h;
+    float scale = rms_scale(x, xt, base, h, true, eps, part);
+    float4 r[NV];
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int64_t i = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
+        if (i < h) {
+            float4 v = rms_apply4(ld4(x, xt, base + i), ld4(w, wt, i), scale);
+            st4(out, QH_CU_F16, base + i, v);
+            __half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w); /* the values stored */
+            float2 fa = __half22float2(a), fb = __half22float2(b);
+            r[j] = make_float4(fa.x, fa.y, fb.x, fb.y);
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(fa.x), fabsf(fa.y)), fmaxf(fabsf(fb.x), fabsf(fb.y))));
+        }
+    }
+    amax = qh_block_max(amax, pmax);
+    const float inv = qh_i8_row_inv(amax);
+    if (threadIdx.x == 0) sx[blockIdx.x] = qh_i8_row_scale(amax);
+    int8_t *qr = xq + (int64_t)blockIdx.x * kp;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int64_t i = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
+        if (i < h)
+            *reinterpret_cast<unsigned *>(qr + i) = qh_i8_code(r[j].x, inv) | qh_i8_code(r[j].y, inv) << 8 |
+                                                    qh_i8_code(r[j].z, inv) << 16 | qh_i8_code(r[j].w, inv) << 24;
+    }
+    for (int64_t i = h + threadIdx.x; i < kp; i += blockDim.x) qr[i] = 0;
 }
 
 /* ---- SwiGLU: out = silu(gate) * up, fp16, 8 elements per thread ------------------------------ */
@@ -256,11 +305,23 @@ int qh_cu_embed(cudaStream_t s, const void *table, int table_type, int64_t vocab
 }
 
 int qh_cu_rmsnorm(cudaStream_t s, const void *x, int x_type, const void *w, int w_type, float eps, void *out,
-                  int out_type, int64_t rows, int64_t h)
+                  int out_type, int64_t rows, int64_t h, int8_t *xq, float *sx, int64_t kp)
 {
     int threads = h >= 4096 ? 512 : h >= 1024 ? 256 : 128;
     bool vec = h % 4 == 0 && ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0;
-    if (rows > 0) rmsnorm_kernel<<<(unsigned)rows, threads, 0, s>>>(x, x_type, w, w_type, eps, out, out_type, h, vec);
+    if (xq && (out_type != QH_CU_F16 || kp < h)) return (int)cudaErrorInvalidValue;
+    if (rows <= 0) return (int)cudaGetLastError();
+    const int64_t groups = (h / 4 + threads - 1) / threads; /* groups of 4 per thread */
+    if (xq && vec && kp % 4 == 0 && (uintptr_t)xq % 4 == 0 && groups <= 8) {
+        unsigned g = (unsigned)rows;
+        if (groups <= 1) rmsnorm_i8_kernel<1><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
+        else if (groups <= 2) rmsnorm_i8_kernel<2><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
+        else if (groups <= 4) rmsnorm_i8_kernel<4><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
+        else rmsnorm_i8_kernel<8><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
+        return (int)cudaGetLastError();
+    }
+    rmsnorm_kernel<<<(unsigned)rows, threads, 0, s>>>(x, x_type, w, w_type, eps, out, out_type, h, vec);
+    if (xq) return qh_cu_i8_rowquant(s, out, rows, h, kp, NULL, xq, sx); /* widths the fused kernel does not take */
     return (int)cudaGetLastError();
 }
 

@@ -5,6 +5,8 @@
  * int8 (LLM.int8()), per product:
  *   - the input x [T, K] is quantized once and cached (q, k and v share it; so do gate and up):
  *     outlier flags over the batch, the flagged columns compacted, codes and per-token scales;
+ *     at threshold 0 the RMSNorm before q/k/v and gate/up writes them itself
+ *     (qh_cu_quant_norm_codes), as it writes its output;
  *     the host then reads the number of outlier columns m (one stream synchronisation per
  *     input: the outlier product's shape depends on it);
  *   - int8 x int8 -> int32 on tensor cores (cuBLASLt, CUBLAS_COMPUTE_32I) in chunks of
@@ -45,6 +47,10 @@ struct qh_cu_quant {
     float x_thr;
     unsigned long x_gen;
     int x_valid, m, mp;
+    /* RMSNorm writes the codes of its output (qh_cu_quant_norm_codes): the width k of the
+     * threshold-0 products fed by a norm, and their padded width kp (0: none seen yet) */
+    int64_t norm_k, norm_kp;
+    int no_norm_codes;
     dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, yo;
     int *m_host, *m_host_dev; /* mapped pinned: the outlier count */
     /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight
@@ -291,8 +297,32 @@ static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x,
     if (m > q->st.int8_outlier_max[kind]) q->st.int8_outlier_max[kind] = m;
     q->x_ptr = x->data, q->x_t = t, q->x_k = k, q->x_kp = kp, q->x_thr = thr, q->x_gen = gen;
     q->x_valid = 1;
+    if (thr == 0 && (kind == QH_CUDA_OP_GEMM_QKV || kind == QH_CUDA_OP_GEMM_GATE_UP)) /* inputs a norm wrote */
+        q->norm_k = k, q->norm_kp = kp;
     qh_cu_be_mark(be, QH_CUDA_OP_INT8_ACT);
     return QH_OK;
+}
+
+int qh_cu_quant_norm_codes(qh_backend *be, int64_t t, int64_t h, qh_cu_norm_codes *c)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    c->xq = NULL, c->sx = NULL, c->kp = 0;
+    if (!q || q->no_norm_codes || q->norm_kp == 0 || q->norm_k != h || t <= 0) return QH_OK;
+    int rc = ensure(be, &q->xq, (size_t)((t + 3) / 4 * 4 * q->norm_kp), 0);
+    if (!rc) rc = ensure(be, &q->sx, sizeof(float) * (size_t)t, 0);
+    if (rc) return rc;
+    q->x_valid = 0; /* the buffers are being overwritten */
+    c->xq = q->xq.p, c->sx = q->sx.p, c->kp = q->norm_kp;
+    return QH_OK;
+}
+
+void qh_cu_quant_norm_written(qh_backend *be, const qh_tensor *out)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    q->x_ptr = out->data, q->x_t = qh_tensor_rows(out), q->x_k = qh_tensor_cols(out), q->x_kp = q->norm_kp;
+    q->x_thr = 0, q->x_gen = qh_cu_be_generation(be), q->m = q->mp = 0;
+    q->x_valid = 1;
+    q->st.int8_norm_inputs++;
 }
 
 /* A product wrote [p, p + bytes): a cached quantized input whose fp16 source lies there is stale
@@ -570,6 +600,12 @@ void qh_cuda_set_int8_swiglu(qh_backend *be, int on)
 {
     struct qh_cu_quant *q;
     if (!state(be, &q)) q->no_swiglu = !on;
+}
+
+void qh_cuda_set_int8_norm_codes(qh_backend *be, int on)
+{
+    struct qh_cu_quant *q;
+    if (!state(be, &q)) q->no_norm_codes = !on, q->x_valid = 0;
 }
 
 void qh_cuda_set_nf4_part_bytes(qh_backend *be, size_t bytes)

@@ -27,30 +27,6 @@ namespace {
 __constant__ float c_levels[16];
 __constant__ double c_mids[15];
 
-__device__ __forceinline__ float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-/* Max over the block of non-negative values (blockDim a multiple of 32); sh[32] scratch. */
-__device__ float block_max(float v, float *sh)
-{
-    v = warp_max(v);
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) sh[wid] = v;
-    __syncthreads();
-    if (wid == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.f;
-        v = warp_max(v);
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
-
 unsigned grid_for(int64_t n, int threads)
 {
     int64_t b = (n + threads - 1) / threads;
@@ -148,9 +124,9 @@ __global__ void i8_rowquant_kernel(const __half *x, int64_t k, int64_t kp, const
             if (a > amax) amax = a;
         }
     }
-    amax = block_max(amax, sh);
-    const float inv = amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f;
-    if (threadIdx.x == 0) sx[r] = __fdiv_rn(amax, 127.0f);
+    amax = qh_block_max(amax, sh);
+    const float inv = qh_i8_row_inv(amax);
+    if (threadIdx.x == 0) sx[r] = qh_i8_row_scale(amax);
     int8_t *qr = xq + r * kp;
     for (int64_t c = (int64_t)threadIdx.x * V; c < kp; c += (int64_t)blockDim.x * V) {
         float v[V];
@@ -158,10 +134,7 @@ __global__ void i8_rowquant_kernel(const __half *x, int64_t k, int64_t kp, const
         uint2 packed = make_uint2(0, 0);
 #pragma unroll
         for (int j = 0; j < V; j++) {
-            float f = 0.f;
-            if (c < k && !(flags && flags[c + j])) f = rintf(__fmul_rn(v[j], inv));
-            f = f > 127.f ? 127.f : f < -127.f ? -127.f : (f == f ? f : 0.f);
-            unsigned byte = (unsigned)(int)f & 0xffu;
+            unsigned byte = c < k && !(flags && flags[c + j]) ? qh_i8_code(v[j], inv) : 0u;
             if (j < 4) packed.x |= byte << (8 * j);
             else packed.y |= byte << (8 * (j - 4));
         }
@@ -541,7 +514,7 @@ __global__ void i8_quantize_kernel(const __half *w, int64_t k, int64_t kp, int8_
         float a = fabsf(__half2float(wr[c]));
         if (a > amax) amax = a;
     }
-    amax = block_max(amax, sh);
+    amax = qh_block_max(amax, sh);
     if (threadIdx.x == 0) scb[r] = amax;
     for (int64_t c = threadIdx.x; c < k; c += blockDim.x) {
         double v = amax > 0.f ? rint(__ddiv_rn(__dmul_rn((double)__half2float(wr[c]), 127.0), (double)amax)) : 0.0;
@@ -571,7 +544,7 @@ __global__ void nf4_quantize_kernel(const __half *w, int64_t n, int bs, uint8_t 
         float a = fabsf(__half2float(w[i0 + j]));
         if (a > amax) amax = a;
     }
-    amax = warp_max(amax);
+    amax = qh_warp_max(amax);
     if (lane == 0) absmax[b] = amax;
     for (int64_t j = 2 * lane; j < len; j += 64) {
         int c0 = amax > 0.f ? nf4_code(__half2float(w[i0 + j]), amax) : 7;

@@ -48,6 +48,17 @@ int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, q
  * it does not apply: x has outlier columns, the shapes or dtypes differ. */
 int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, const qh_tensor *wu, qh_tensor *gate,
                        qh_tensor *up);
+/* RMSNorm's output as the cached int8 input: where the products fed by norms run at threshold 0
+ * (learned from the first of them) and h is their width, c gets buffers for the codes [t, kp]
+ * and scales [t] of a norm output of t rows (c->xq NULL: not applicable); once the norm kernel
+ * has written them, qh_cu_quant_norm_written(out) makes them the cached quantization of out. */
+typedef struct {
+    int8_t *xq;
+    float *sx;
+    int64_t kp;
+} qh_cu_norm_codes;
+int qh_cu_quant_norm_codes(qh_backend *be, int64_t t, int64_t h, qh_cu_norm_codes *c);
+void qh_cu_quant_norm_written(qh_backend *be, const qh_tensor *out);
 void qh_cu_quant_free(qh_backend *be);
 /* A quantized weight is going away: forget the weight order learned for nf4 prefetching. */
 void qh_cu_quant_forget(qh_backend *be);

@@ -56,8 +56,9 @@ int qh_cuda_profile_read(qh_backend *be, double ms[QH_CUDA_OP_COUNT], const char
 /* Time y[t, n] (+)= x[t, k] w[n, k]^T for each of cuBLASLt's first max_algos heuristic
  * candidates (random fp16 data; fp32 output and beta 1 when f32_acc, else fp16 and beta 0);
  * prints one line per candidate and returns the TFLOP/s of the first (what the backend uses)
- * and of the fastest. */
-int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos,
+ * and of the fastest. sustain_ms > 0: timed over back-to-back products for that long instead
+ * (the power-limited rate a whole forward pass sees). */
+int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos, int sustain_ms,
                        double *tflops_first, double *tflops_best);
 
 /* Tests: count at most `bytes` of device memory as free when the model loader checks that the
@@ -75,6 +76,7 @@ typedef struct {
     int int8_outlier_max[QH_CUDA_OP_COUNT];
     long int8_tc_products, int8_plain_products; /* cuBLASLt int8 tensor cores / the plain dp4a kernel */
     long nf4_fused, nf4_dequant;                /* the fused small-batch kernel / dequantize + cuBLASLt */
+    long int8_norm_inputs;                      /* int8 inputs whose codes RMSNorm wrote */
 } qh_cuda_quant_stats;
 void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
 /* int8: tokens per int8 matrix product (its int32 result is a scratch of tokens x rows); 0 is
@@ -83,6 +85,9 @@ void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
 /* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
  * the one kernel from both products' int32 sums (benchmarks compare the two). */
 void qh_cuda_set_int8_swiglu(qh_backend *be, int on);
+/* int8: 0 stops RMSNorm from writing the int8 codes of its output (threshold 0) for the
+ * products after it; they then quantize it themselves (tests compare the two). */
+void qh_cuda_set_int8_norm_codes(qh_backend *be, int on);
 /* nf4: 0 dequantizes each weight when its product comes, on the main stream (no prefetching of
  * the next weight on the second stream; tests and benchmarks compare the two). */
 void qh_cuda_set_nf4_prefetch(qh_backend *be, int on);
