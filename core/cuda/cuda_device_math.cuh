@@ -32,16 +32,24 @@ __device__ __forceinline__ float qh_warp_max(float v)
     return v;
 }
 
-/* Max over the block of non-negative values (blockDim a multiple of 32); sh[32] scratch. */
-__device__ __forceinline__ float qh_block_max(float v, float *sh)
+__device__ __forceinline__ float qh_warp_sum(float v)
 {
-    v = qh_warp_max(v);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Max (SUM false: of non-negative values) or sum over the block (blockDim a multiple of 32):
+ * each warp's lanes, then the warps' results in warp 0; sh[32] scratch, reusable on return. */
+template <bool SUM>
+__device__ __forceinline__ float qh_block_reduce(float v, float *sh)
+{
+    v = SUM ? qh_warp_sum(v) : qh_warp_max(v);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) sh[wid] = v;
     __syncthreads();
     if (wid == 0) {
         v = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.f;
-        v = qh_warp_max(v);
+        v = SUM ? qh_warp_sum(v) : qh_warp_max(v);
         if (lane == 0) sh[0] = v;
     }
     __syncthreads();
@@ -49,5 +57,8 @@ __device__ __forceinline__ float qh_block_max(float v, float *sh)
     __syncthreads();
     return r;
 }
+
+__device__ __forceinline__ float qh_block_max(float v, float *sh) { return qh_block_reduce<false>(v, sh); }
+__device__ __forceinline__ float qh_block_sum(float v, float *sh) { return qh_block_reduce<true>(v, sh); }
 
 #endif

@@ -55,12 +55,6 @@ __device__ __forceinline__ void st4(void *p, int type, int64_t i, float4 v)
     }
 }
 
-__device__ __forceinline__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 /* ---- embedding ---------------------------------------------------------------------------- */
 
 __global__ void embed_kernel(const void *table, int tt, int64_t vocab, int64_t h, const int32_t *ids, void *out,
@@ -101,17 +95,7 @@ __device__ __forceinline__ float rms_scale(const void *x, int xt, int64_t base, 
             ss += v * v;
         }
     }
-    ss = warp_sum(ss);
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    if (lane == 0) part[wid] = ss;
-    __syncthreads();
-    if (wid == 0) {
-        ss = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.f;
-        ss = warp_sum(ss);
-        if (lane == 0) part[0] = ss;
-    }
-    __syncthreads();
-    return rsqrtf(part[0] / (float)h + eps);
+    return rsqrtf(qh_block_sum(ss, part) / (float)h + eps);
 }
 
 __device__ __forceinline__ float4 rms_apply4(float4 v, float4 g, float scale)
@@ -141,7 +125,7 @@ template <int NV>
 __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int64_t h,
                                   int8_t *xq, float *sx, int64_t kp)
 {
-    __shared__ float part[32], pmax[32];
+    __shared__ float part[32];
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, true, eps, part);
     float4 r[NV];
@@ -158,7 +142,7 @@ __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, 
             amax = fmaxf(amax, fmaxf(fmaxf(fabsf(fa.x), fabsf(fa.y)), fmaxf(fabsf(fb.x), fabsf(fb.y))));
         }
     }
-    amax = qh_block_max(amax, pmax);
+    amax = qh_block_max(amax, part); /* part is free again: qh_block_sum synchronised */
     const float inv = qh_i8_row_inv(amax);
     if (threadIdx.x == 0) sx[blockIdx.x] = qh_i8_row_scale(amax);
     int8_t *qr = xq + (int64_t)blockIdx.x * kp;
