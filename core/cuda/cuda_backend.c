@@ -6,7 +6,7 @@
  * llama_forward.c keeps in fp32 is accumulated in fp32 inside the matrix product's epilogue
  * (linear_add: y += x w^T with C = D = y in fp32), so it costs no separate pass.
  *
- * int8 and nf4 weights (quant_weights) are placed and multiplied by cuda_quant.c.
+ * int8 and nf4 weights (quant_weights) are placed and multiplied by cuda_quant*.c.
  *
  * Everything runs in order on one stream; memory comes from the stream-ordered pool
  * (cudaMallocAsync), which keeps freed blocks for reuse, so the per-micro-batch allocations of
@@ -733,7 +733,7 @@ static int cu_silu_mul(qh_backend *be, const qh_tensor *gate, const qh_tensor *u
     return rc;
 }
 
-/* int8 weights: both products' int32 sums go straight into the SwiGLU kernel (cuda_quant.c),
+/* int8 weights: both products' int32 sums go straight into the SwiGLU kernel (cuda_quant_int8.c),
  * which saves writing and reading back the fp16 gate and up; otherwise the three plain ops. */
 static int cu_linear_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *w_gate, const qh_tensor *w_up,
                             qh_tensor *gate, qh_tensor *up)

@@ -1,4 +1,4 @@
-/* Quantized weights in the CUDA backend: the host side (cuda_quant.c; kernels in
+/* Quantized weights in the CUDA backend: the host side (cuda_quant*.c; kernels in
  * cuda_quant.cu) and the few services of cuda_backend.c it uses. C only. */
 #ifndef QHEAD_CUDA_QUANT_H
 #define QHEAD_CUDA_QUANT_H
@@ -35,7 +35,7 @@ void qh_cu_be_mark(qh_backend *be, int kind);
 unsigned long qh_cu_be_generation(qh_backend *be);
 struct qh_cu_quant **qh_cu_be_quant(qh_backend *be);
 
-/* ---- cuda_quant.c ---- */
+/* ---- cuda_quant.c, cuda_quant_int8.c, cuda_quant_nf4.c ---- */
 /* weight() for int8 and nf4 host views: one allocation (layout in ../quant_gpu_plan.h). */
 int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *out);
 /* Bytes of that allocation (what release gives back). */

@@ -65,7 +65,7 @@ int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_
  * weights fit (0: what cudaMemGetInfo says). */
 void qh_cuda_set_free_limit(qh_backend *be, size_t bytes);
 
-/* ---- quantized weights (int8, nf4: cuda_quant.c) ---- */
+/* ---- quantized weights (int8, nf4: cuda_quant*.c) ---- */
 
 /* What the quantized products did since the backend was created or the last reset. int8
  * counts are by the kind of product whose input was quantized (QH_CUDA_OP_GEMM_*: q/k/v input,

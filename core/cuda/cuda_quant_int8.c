@@ -1,0 +1,246 @@
+/* int8 (LLM.int8()) products on the CUDA backend, host side (kernels in cuda_quant.cu). Per
+ * product:
+ *   - the input x [T, K] is quantized once and cached (q, k and v share it; so do gate and up):
+ *     outlier flags over the batch, the flagged columns compacted, codes and per-token scales;
+ *     at threshold 0 the RMSNorm before q/k/v and gate/up writes them itself
+ *     (qh_cu_quant_norm_codes), as it writes its output;
+ *     the host then reads the number of outlier columns m (one stream synchronisation per
+ *     input: the outlier product's shape depends on it);
+ *   - int8 x int8 -> int32 on tensor cores (cuBLASLt, CUBLAS_COMPUTE_32I) in chunks of
+ *     `chunk` tokens, so the int32 scratch stays chunk x N;
+ *   - m > 0: x's outlier columns [T, m] (fp16) times the dequantized weight columns [N, m]
+ *     (fp16, w * SCB / 127) through cuBLASLt with fp32 output: into the residual directly for
+ *     linear_add, else into an fp32 scratch the epilogue adds;
+ *   - the epilogue: (acc * s_t) * (SCB_n / 127), into fp16 activations or added to fp32 y;
+ *     linear_swiglu's gate and up products share one epilogue that writes silu(g) * u. */
+#include "cuda_quant_state.h"
+#include "cuda_internal.h"
+
+#include "../error.h"
+#include "../quant_gpu_plan.h"
+
+/* ---- int8 products -------------------------------------------------------------------------- */
+
+/* Quantize x (or reuse the cached result); sets q->m, q->mp. */
+static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, int64_t t, int64_t k, int64_t kp,
+                      float thr, int kind)
+{
+    unsigned long gen = qh_cu_be_generation(be);
+    if (q->x_valid && q->x_ptr == x->data && q->x_t == t && q->x_k == k && q->x_kp == kp && q->x_thr == thr &&
+        q->x_gen == gen)
+        return QH_OK;
+    q->x_valid = 0;
+    cudaStream_t s = qh_cu_be_stream(be);
+    /* rows up to a multiple of 4: the int8 products run on whole groups of 4 tokens */
+    int rc = qh_cu_q_ensure(be, &q->xq, (size_t)((t + 3) / 4 * 4 * kp), 0);
+    if (!rc) rc = qh_cu_q_ensure(be, &q->sx, sizeof(float) * (size_t)t, 0);
+    const unsigned char *flags = NULL;
+    if (!rc && thr > 0) {
+        rc = qh_cu_q_ensure(be, &q->flags, (size_t)k, 0);
+        if (!rc) rc = qh_cu_q_ensure(be, &q->idx, sizeof(int32_t) * (size_t)k, 0);
+        if (!rc) rc = qh_cu_q_ensure(be, &q->mdev, sizeof(int), 0);
+        if (!rc) rc = qh_cu_be_err(cudaMemsetAsync(q->flags.p, 0, (size_t)k, s), "memset");
+        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_flags(s, x->data, t, k, thr, q->flags.p), "int8 outliers");
+        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_compact(s, q->flags.p, k, q->idx.p, q->mdev.p, q->m_host_dev),
+                                   "int8 outliers");
+        flags = q->flags.p;
+    }
+    if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_rowquant(s, x->data, t, k, kp, flags, q->xq.p, q->sx.p), "int8 quantize");
+    int m = 0;
+    if (!rc && thr > 0) {
+        rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
+        m = *(volatile int *)q->m_host;
+    }
+    if (rc) return rc;
+    q->m = m;
+    q->mp = (m + 7) / 8 * 8;
+    if (m > 0) {
+        rc = qh_cu_q_ensure(be, &q->xo, sizeof(uint16_t) * (size_t)(t * q->mp), 0);
+        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_x(s, x->data, t, k, q->idx.p, m, q->mp, q->xo.p), "gather");
+        if (rc) return rc;
+    }
+    q->st.int8_inputs[kind]++;
+    q->st.int8_outlier_cols[kind] += m;
+    if (m > q->st.int8_outlier_max[kind]) q->st.int8_outlier_max[kind] = m;
+    q->x_ptr = x->data, q->x_t = t, q->x_k = k, q->x_kp = kp, q->x_thr = thr, q->x_gen = gen;
+    q->x_valid = 1;
+    if (thr == 0 && (kind == QH_CUDA_OP_GEMM_QKV || kind == QH_CUDA_OP_GEMM_GATE_UP)) /* inputs a norm wrote */
+        q->norm_k = k, q->norm_kp = kp;
+    qh_cu_be_mark(be, QH_CUDA_OP_INT8_ACT);
+    return QH_OK;
+}
+
+int qh_cu_quant_norm_codes(qh_backend *be, int64_t t, int64_t h, qh_cu_norm_codes *c)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    c->xq = NULL, c->sx = NULL, c->kp = 0;
+    if (!q || q->no_norm_codes || q->norm_kp == 0 || q->norm_k != h || t <= 0) return QH_OK;
+    int rc = qh_cu_q_ensure(be, &q->xq, (size_t)((t + 3) / 4 * 4 * q->norm_kp), 0);
+    if (!rc) rc = qh_cu_q_ensure(be, &q->sx, sizeof(float) * (size_t)t, 0);
+    if (rc) return rc;
+    q->x_valid = 0; /* the buffers are being overwritten */
+    c->xq = q->xq.p, c->sx = q->sx.p, c->kp = q->norm_kp;
+    return QH_OK;
+}
+
+void qh_cu_quant_norm_written(qh_backend *be, const qh_tensor *out)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    q->x_ptr = out->data, q->x_t = qh_tensor_rows(out), q->x_k = qh_tensor_cols(out), q->x_kp = q->norm_kp;
+    q->x_thr = 0, q->x_gen = qh_cu_be_generation(be), q->m = q->mp = 0;
+    q->x_valid = 1;
+    q->st.int8_norm_inputs++;
+}
+
+/* A product wrote [p, p + bytes): a cached quantized input whose fp16 source lies there is stale
+ * (the products bypass the generation counter, which covers every other op). */
+static void i8_written(struct qh_cu_quant *q, const void *p, size_t bytes)
+{
+    const char *xb = q->x_ptr, *yb = p;
+    if (yb < xb + (size_t)(q->x_t * q->x_k) * 2 && xb < yb + bytes) q->x_valid = 0;
+}
+
+/* acc[tc, np] = xq[tc, kp] w^T in int32: cuBLASLt's tensor cores, or the plain kernel for shapes
+ * they refuse. */
+static int i8_product(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w, const int8_t *xq, int32_t *acc,
+                      int64_t n, int64_t np, int64_t kp, int64_t tc)
+{
+    int rc = qh_cu_be_gemm_i8(be, w->data, xq, acc, np, kp, (tc + 3) / 4 * 4); /* rows past tc: ignored */
+    if (rc == 1) {
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gemm_simple(qh_cu_be_stream(be), w->data, xq, acc, n, kp, tc, np),
+                          "int8 product");
+        q->st.int8_plain_products++;
+    } else if (!rc) {
+        q->st.int8_tc_products++;
+    }
+    return rc;
+}
+
+int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
+                    int64_t t, int64_t k, int64_t n, int accumulate, int kind)
+{
+    qh_quant_dev_layout l;
+    qh_quant_dev_layout_of(w, &l);
+    const int64_t kp = l.cols_pad, np = l.rows_pad;
+    cudaStream_t s = qh_cu_be_stream(be);
+    int rc = i8_prepare(be, q, x, t, k, kp, w->quant.threshold, kind);
+    if (rc) return rc;
+    const int m = q->m, mp = q->mp, f32y = y->dtype == QH_F32;
+    if (m > 0) {
+        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, mp, q->wo.p),
+                              "gather");
+    }
+    const int64_t t4 = (t + 3) / 4 * 4;
+    int64_t chunk = (q->chunk + 3) / 4 * 4;
+    if (chunk <= 0 || chunk > t4) chunk = t4;
+    if (!rc) rc = qh_cu_q_ensure(be, &q->acc, sizeof(int32_t) * (size_t)(chunk * np), 0);
+    if (!rc && m > 0 && !accumulate && !f32y) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(chunk * n), 0);
+    size_t es = f32y ? 4 : 2;
+    for (int64_t t0 = 0; !rc && t0 < t; t0 += chunk) {
+        int64_t tc = t - t0 < chunk ? t - t0 : chunk;
+        const int8_t *xq = (const int8_t *)q->xq.p + t0 * kp;
+        char *yp = (char *)y->data + (size_t)(t0 * n) * es;
+        rc = i8_product(be, q, w, xq, q->acc.p, n, np, kp, tc);
+        const float *extra = NULL;
+        int epi_acc = accumulate;
+        if (!rc && m > 0) {
+            qh_tensor xo = qh_tensor_2d(QH_F16, tc, mp), wo = qh_tensor_2d(QH_F16, n, mp);
+            xo.data = (char *)q->xo.p + (size_t)(t0 * mp) * 2, wo.data = q->wo.p;
+            xo.device = wo.device = QH_DEVICE_CUDA;
+            if (accumulate || f32y) { /* the outlier product goes straight into y */
+                qh_tensor yv = qh_tensor_2d(y->dtype, tc, n);
+                yv.data = yp, yv.device = QH_DEVICE_CUDA;
+                rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yv, accumulate ? 1.0f : 0.0f);
+                epi_acc = 1;
+            } else {
+                qh_tensor yo = qh_tensor_2d(QH_F32, tc, n);
+                yo.data = q->yo.p, yo.device = QH_DEVICE_CUDA;
+                rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, 0.0f);
+                extra = q->yo.p;
+            }
+        }
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue(s, q->acc.p, np, (const float *)q->sx.p + t0, w->quant.scale,
+                                                             extra, yp, f32y ? QH_CU_F32 : QH_CU_F16, epi_acc, tc, n),
+                              "int8 epilogue");
+    }
+    i8_written(q, y->data, (size_t)(t * n) * es);
+    qh_cu_be_mark(be, kind);
+    return rc;
+}
+
+int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, const qh_tensor *wu, qh_tensor *gate,
+                       qh_tensor *up)
+{
+    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n = wg->ndim == 2 ? wg->shape[0] : -1;
+    if (wg->ndim != 2 || wu->ndim != 2 || wu->shape[0] != n || wg->shape[1] != k || wu->shape[1] != k ||
+        wg->quant.threshold != wu->quant.threshold || x->dtype != QH_F16 || gate->dtype != QH_F16 ||
+        up->dtype != QH_F16 || qh_tensor_rows(gate) != t || qh_tensor_cols(gate) != n || qh_tensor_rows(up) != t ||
+        qh_tensor_cols(up) != n || wg->device != QH_DEVICE_CUDA || wu->device != QH_DEVICE_CUDA)
+        return 1;
+    qh_quant_dev_layout l;
+    qh_quant_dev_layout_of(wg, &l);
+    const int64_t kp = l.cols_pad, np = l.rows_pad;
+    struct qh_cu_quant *q;
+    int rc = qh_cu_q_state(be, &q);
+    if (rc) return rc;
+    if (q->no_swiglu || t == 0 || n == 0) return 1;
+    /* The second product's int32 [chunk, np] goes into up's fp16 [t, n] (chunk <= t n / (2 np)):
+     * no memory beyond the plain path's. Small batches, where that would cut the products into
+     * chunks of a few tokens, get a scratch of their own instead (at most 16 MiB). */
+    const int64_t t4 = (t + 3) / 4 * 4;
+    int64_t chunk = (q->chunk + 3) / 4 * 4, in_up = (t * n / 2) / (np > 0 ? np : 1) / 4 * 4;
+    if (chunk > t4) chunk = t4;
+    int32_t *acc_u = up->data;
+    if (in_up < chunk && (size_t)(chunk * np) * sizeof(int32_t) <= ((size_t)16 << 20)) {
+        rc = qh_cu_q_ensure(be, &q->acc2, sizeof(int32_t) * (size_t)(chunk * np), 0);
+        if (rc) return rc;
+        acc_u = q->acc2.p;
+    } else if (in_up < chunk) {
+        chunk = in_up;
+    }
+    if (chunk < 4 || (uintptr_t)acc_u % 16) return 1;
+    rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
+    if (rc) return rc;
+    if (q->m > 0) return 1; /* the outlier columns' fp16 products: the plain path adds them */
+    rc = qh_cu_q_ensure(be, &q->acc, sizeof(int32_t) * (size_t)(chunk * np), 0);
+    cudaStream_t s = qh_cu_be_stream(be);
+    for (int64_t t0 = 0; !rc && t0 < t; t0 += chunk) {
+        int64_t tc = t - t0 < chunk ? t - t0 : chunk;
+        const int8_t *xq = (const int8_t *)q->xq.p + t0 * kp;
+        rc = i8_product(be, q, wg, xq, q->acc.p, n, np, kp, tc);
+        if (!rc) rc = i8_product(be, q, wu, xq, acc_u, n, np, kp, tc);
+        qh_cu_be_mark(be, QH_CUDA_OP_GEMM_GATE_UP);
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_swiglu(s, q->acc.p, acc_u, np, (const float *)q->sx.p + t0,
+                                                           wg->quant.scale, wu->quant.scale,
+                                                           (uint16_t *)gate->data + t0 * n, tc, n),
+                              "int8 SwiGLU");
+        qh_cu_be_mark(be, QH_CUDA_OP_SILU_MUL);
+    }
+    i8_written(q, gate->data, (size_t)(t * n) * 2);
+    i8_written(q, up->data, (size_t)(t * n) * 2);
+    return rc;
+}
+
+/* ---- knobs ------------------------------------------------------------------------------- */
+
+void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->chunk = tokens > 0 ? tokens : INT8_CHUNK_DEFAULT;
+}
+
+void qh_cuda_set_int8_swiglu(qh_backend *be, int on)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->no_swiglu = !on;
+}
+
+void qh_cuda_set_int8_norm_codes(qh_backend *be, int on)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->no_norm_codes = !on, q->x_valid = 0;
+}

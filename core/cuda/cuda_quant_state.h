@@ -1,0 +1,72 @@
+/* The CUDA backend's state for quantized weights, shared by cuda_quant.c (placing weights,
+ * dispatch, knobs), cuda_quant_int8.c and cuda_quant_nf4.c. C only, internal. */
+#ifndef QHEAD_CUDA_QUANT_STATE_H
+#define QHEAD_CUDA_QUANT_STATE_H
+
+#include "cuda_quant.h"
+#include "qh_cuda.h"
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define INT8_CHUNK_DEFAULT 4096
+/* 48 MiB: gate_proj and down_proj of LLaMA-2-7B (90 MB of fp16) in two parts, the attention
+ * projections (32 MB) whole */
+#define NF4_PART_BYTES_DEFAULT ((size_t)48 << 20)
+#define NF4_ORDER_MAX 1024 /* weights whose successor is remembered (a 7B model has 224) */
+
+/* A device buffer that grows to the largest size asked of it. */
+typedef struct {
+    void *p;
+    size_t cap;
+} qh_cu_dbuf;
+
+struct qh_cu_quant {
+    /* the int8 input cache */
+    const void *x_ptr;
+    int64_t x_t, x_k, x_kp;
+    float x_thr;
+    unsigned long x_gen;
+    int x_valid, m, mp;
+    /* RMSNorm writes the codes of its output (qh_cu_quant_norm_codes): the width k of the
+     * threshold-0 products fed by a norm, and their padded width kp (0: none seen yet) */
+    int64_t norm_k, norm_kp;
+    int no_norm_codes;
+    qh_cu_dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, yo;
+    int *m_host, *m_host_dev; /* mapped pinned: the outlier count */
+    /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight
+     * that followed this one last time (order[], learned as the products come) is dequantized into
+     * the other on a second stream, so the next product finds it ready. */
+    qh_cu_dbuf deq[2], fscratch;
+    const qh_tensor *deq_w[2]; /* the weight each buffer holds or is receiving; NULL: none */
+    int deq_part[2];           /* and which part of it */
+    size_t part_bytes;         /* fp16 bytes of a dequantized part at most */
+    int deq_last;              /* buffer of the latest product */
+    cudaStream_t side;
+    cudaEvent_t ready[2], freed[2];
+    struct {
+        const qh_tensor *w, *next;
+    } order[NF4_ORDER_MAX];
+    int n_order;
+    const qh_tensor *prev_w;
+    int no_prefetch;
+    int no_swiglu; /* int8: linear_swiglu runs the plain ops (benchmarks compare) */
+    int64_t chunk;
+    int no_fused;
+    qh_cuda_quant_stats st;
+};
+
+/* b holds at least bytes (zeroed when zero; the old contents are lost when it grows). */
+int qh_cu_q_ensure(qh_backend *be, qh_cu_dbuf *b, size_t bytes, int zero);
+/* The backend's quantization state, made on first use. */
+int qh_cu_q_state(qh_backend *be, struct qh_cu_quant **out);
+
+/* y = x w^T (+ y when accumulate) for an int8 / nf4 weight; t, k, n checked by the caller; kind:
+ * the profiling mark (QH_CUDA_OP_GEMM_*). */
+int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
+                    int64_t t, int64_t k, int64_t n, int accumulate, int kind);
+int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
+                     int64_t t, int64_t k, int64_t n, int accumulate, int kind);
+
+#endif
