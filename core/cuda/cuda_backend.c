@@ -1,4 +1,4 @@
-/* CUDA backend: device memory, cuBLASLt matrix products and the ops table.
+/* CUDA backend: device memory, the ops table, profiling; matrix products in cuda_gemm.c.
  *
  * Storage is fp16 (weights converted once when uploaded; activations), arithmetic fp32: the
  * matrix products run on tensor cores with fp32 accumulation (cuBLASLt, CUBLAS_COMPUTE_32F), the
@@ -11,42 +11,28 @@
  * Everything runs in order on one stream; memory comes from the stream-ordered pool
  * (cudaMallocAsync), which keeps freed blocks for reuse, so the per-micro-batch allocations of
  * llama_forward.c cost no device synchronisation. Only download_f32 and sync wait for the GPU. */
+#include "cuda_gemm.h"
 #include "cuda_internal.h"
 #include "cuda_quant.h"
 #include "qh_cuda.h"
 
 #include "../error.h"
 
-#include <cublasLt.h>
+#include <library_types.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define N_PLANS 64
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 #define PROF_EVENTS 4096
-
-typedef struct {
-    int64_t n, k, t, ldc;
-    cudaDataType_t atype, ctype;
-    cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
-    unsigned long stamp;
-    int used;
-} gemm_plan;
 
 typedef struct {
     int device;
     char name[384];
     cudaStream_t stream;
-    cublasLtHandle_t lt;
-    cublasLtMatmulDesc_t mm;
-    cublasLtMatmulDesc_t mm_i8; /* int8 x int8 -> int32 (quantized weights), made on first use */
-    cublasLtMatmulPreference_t pref;
-    void *workspace;
-    gemm_plan plans[N_PLANS];
-    unsigned long clock;
+    qh_cu_gemm *gemm; /* the matrix products (cuda_gemm.c) */
+    void *workspace;  /* cuBLASLt's, counted in the memory statistics */
     int *err_host, *err_dev; /* mapped pinned flag set by kernels on a bad index */
     float2 *rope_cs;
     double *rope_inv;
@@ -92,12 +78,6 @@ static int cuda_err(cudaError_t e, const char *what)
 }
 
 static int launch_err(int e, const char *what) { return cuda_err((cudaError_t)e, what); }
-
-static int lt_err(cublasStatus_t s, const char *what)
-{
-    if (s == CUBLAS_STATUS_SUCCESS) return QH_OK;
-    return qh_fail(QH_ESYS, "cuBLASLt error %d in %s", (int)s, what);
-}
 
 int qh_cuda_device_count(void)
 {
@@ -424,72 +404,13 @@ static int check(const char *op, const qh_tensor *t, int64_t rows, int64_t cols,
 
 /* ---- matrix products (cuBLASLt) ------------------------------------------------------------- */
 
-/* y[T, N] (+)= x[T, K] w[N, K]^T. Row-major y is column-major y^T = w x^T: A = w (K x N
- * column-major, transposed), B = x (K x T), C = D = y (N x T). */
-/* ldc: elements between output rows (0: n) */
-static int get_plan(cu_impl *im, cublasLtMatmulDesc_t mm, int soft, int64_t n, int64_t k, int64_t t, int64_t ldc,
-                    cudaDataType_t atype, cudaDataType_t ctype, gemm_plan **out)
-{
-    if (ldc <= 0) ldc = n;
-    gemm_plan *victim = &im->plans[0];
-    for (int i = 0; i < N_PLANS; i++) {
-        gemm_plan *p = &im->plans[i];
-        if (p->used && p->n == n && p->k == k && p->t == t && p->ldc == ldc && p->atype == atype &&
-            p->ctype == ctype) {
-            p->stamp = ++im->clock;
-            *out = p;
-            return QH_OK;
-        }
-        if (!p->used || (victim->used && p->stamp < victim->stamp)) victim = p;
-    }
-    gemm_plan *p = victim;
-    if (p->used) {
-        if (p->a) cublasLtMatrixLayoutDestroy(p->a);
-        if (p->b) cublasLtMatrixLayoutDestroy(p->b);
-        if (p->c) cublasLtMatrixLayoutDestroy(p->c);
-        p->used = 0;
-    }
-    p->a = p->b = p->c = NULL;
-    int rc = lt_err(cublasLtMatrixLayoutCreate(&p->a, atype, (uint64_t)k, (uint64_t)n, k), "layout");
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->b, atype, (uint64_t)k, (uint64_t)t, k), "layout");
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&p->c, ctype, (uint64_t)n, (uint64_t)t, ldc), "layout");
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    if (!rc && soft) { /* int8: no algorithm is not an error (the caller has a plain kernel) */
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(im->lt, mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found);
-        if (st != CUBLAS_STATUS_SUCCESS || found < 1) rc = 1;
-    } else if (!rc) {
-        rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, mm, p->a, p->b, p->c, p->c, im->pref, 1, &res, &found),
-                    "heuristic");
-    }
-    if (!rc && found < 1)
-        rc = qh_fail(QH_ESYS, "cuBLASLt has no algorithm for [%lld x %lld] x [%lld x %lld]^T", (long long)t,
-                     (long long)k, (long long)n, (long long)k);
-    if (rc) { /* the slot keeps its layouts (destroyed when it is reused) and matches no shape */
-        p->n = -1, p->used = 1, p->stamp = 0;
-        return rc;
-    }
-    p->algo = res.algo;
-    p->n = n, p->k = k, p->t = t, p->ldc = ldc, p->atype = atype, p->ctype = ctype;
-    p->used = 1;
-    p->stamp = ++im->clock;
-    *out = p;
-    return QH_OK;
-}
-
-/* y[t, 0:n] (+)= x[t, k] w[n, k]^T through cuBLASLt, y's rows ldc elements apart (a slice of a
- * wider output when ldc > n), then the profiling mark of the product's kind. */
+/* y[t, 0:n] (+)= x[t, k] w[n, k]^T through cuBLASLt (cuda_gemm.c), then the profiling mark of the
+ * product's kind. */
 static int lt_gemm(cu_impl *im, const void *x, const void *w, void *y, int64_t t, int64_t n, int64_t k, int64_t ldc,
                    cudaDataType_t in_type, cudaDataType_t y_type, float beta, const char *op)
 {
     if (t == 0 || n == 0) return QH_OK;
-    gemm_plan *p;
-    int rc = get_plan(im, im->mm, 0, n, k, t, ldc, in_type, y_type, &p);
-    if (rc) return rc;
-    float alpha = 1.0f;
-    rc = lt_err(cublasLtMatmul(im->lt, im->mm, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
-                               im->workspace, WORKSPACE_BYTES, im->stream),
-                op);
+    int rc = qh_cu_gemm_float(im->gemm, x, w, y, t, n, k, ldc, in_type, y_type, beta, op);
     int64_t width = ldc > n ? ldc : n; /* the whole output's columns */
     int kind = beta != 0 ? (k > width ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
                          : (width > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
@@ -552,26 +473,7 @@ int qh_cu_be_gemm_f16_cols(qh_backend *be, const qh_tensor *x, const void *w, in
 
 int qh_cu_be_gemm_i8(qh_backend *be, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t k, int64_t t)
 {
-    cu_impl *im = be->impl;
-    if (!im->mm_i8) {
-        cublasLtMatmulDesc_t mm = NULL;
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        if (cublasLtMatmulDescCreate(&mm, CUBLAS_COMPUTE_32I, CUDA_R_32I) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulDescSetAttribute(mm, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) != CUBLAS_STATUS_SUCCESS) {
-            if (mm) cublasLtMatmulDescDestroy(mm);
-            return 1;
-        }
-        im->mm_i8 = mm;
-    }
-    gemm_plan *p;
-    int rc = get_plan(im, im->mm_i8, 1, n, k, t, 0, CUDA_R_8I, CUDA_R_32I, &p);
-    if (rc) return rc;
-    int32_t alpha = 1, beta = 0;
-    cublasStatus_t st = cublasLtMatmul(im->lt, im->mm_i8, &alpha, w, p->a, xq, p->b, &beta, acc, p->c, acc, p->c,
-                                       &p->algo, im->workspace, WORKSPACE_BYTES, im->stream);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return 1;
-    return lt_err(st, "int8 matrix product");
+    return qh_cu_gemm_int8(((cu_impl *)be->impl)->gemm, w, xq, acc, n, k, t);
 }
 
 /* ---- rotary tables ---------------------------------------------------------------------------- */
@@ -819,75 +721,18 @@ void qh_cuda_set_precision(qh_backend *be, int fp32)
 int qh_cuda_gemm_bench(qh_backend *be, int64_t t, int64_t n, int64_t k, int f32_acc, int max_algos, int sustain_ms,
                        double *tflops_first, double *tflops_best)
 {
-    cu_impl *im = be->impl;
     *tflops_first = *tflops_best = 0;
     qh_tensor w = qh_tensor_2d(QH_F16, n, k), x = qh_tensor_2d(QH_F16, t, k);
     qh_tensor y = qh_tensor_2d(f32_acc ? QH_F32 : QH_F16, t, n);
-    cublasLtMatrixLayout_t a = NULL, b = NULL, c = NULL;
-    cublasLtMatmulHeuristicResult_t res[32];
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int found = 0;
-    if (max_algos > 32) max_algos = 32;
     int rc = cu_alloc(be, &w);
     if (!rc) rc = cu_alloc(be, &x);
     if (!rc) rc = cu_alloc(be, &y);
     if (!rc) rc = qh_cuda_fill(be, &w, 1, 0, 0.02f);
     if (!rc) rc = qh_cuda_fill(be, &x, 2, 0, 1.0f);
     if (!rc) rc = qh_cuda_fill(be, &y, 3, 0, 1.0f);
-    cudaDataType_t ct = f32_acc ? CUDA_R_32F : CUDA_R_16F;
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&a, CUDA_R_16F, (uint64_t)k, (uint64_t)n, k), "layout");
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&b, CUDA_R_16F, (uint64_t)k, (uint64_t)t, k), "layout");
-    if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&c, ct, (uint64_t)n, (uint64_t)t, n), "layout");
-    if (!rc) rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, im->mm, a, b, c, c, im->pref, max_algos, res, &found), "heuristic");
-    if (!rc) rc = cuda_err(cudaEventCreate(&e0), "event");
-    if (!rc) rc = cuda_err(cudaEventCreate(&e1), "event");
-    float alpha = 1.0f, beta = f32_acc ? 1.0f : 0.0f;
-    double flop = 2.0 * (double)t * (double)n * (double)k;
-    for (int i = 0; !rc && i < found; i++) {
-        float best_ms = 1e30f;
-        int bad = 0;
-        for (int rep = 0; rep < 6 && !bad; rep++) { /* the first run warms up */
-            cudaEventRecord(e0, im->stream);
-            for (int j = 0; j < 5 && !bad; j++)
-                bad = cublasLtMatmul(im->lt, im->mm, &alpha, w.data, a, x.data, b, &beta, y.data, c, y.data, c,
-                                     &res[i].algo, im->workspace, WORKSPACE_BYTES, im->stream) != CUBLAS_STATUS_SUCCESS;
-            cudaEventRecord(e1, im->stream);
-            float ms = 0;
-            if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) bad = 1;
-            if (rep > 0 && ms / 5 < best_ms) best_ms = ms / 5;
-        }
-        if (!bad && sustain_ms > 0) {
-            /* Under load the card hits its power limit and clocks down, which short bursts never
-             * see: back-to-back products for sustain_ms (half to heat up, half timed). */
-            int reps = (int)(sustain_ms / 2.0 / best_ms) + 1;
-            for (int half = 0; half < 2 && !bad; half++) {
-                cudaEventRecord(e0, im->stream);
-                for (int j = 0; j < reps && !bad; j++)
-                    bad = cublasLtMatmul(im->lt, im->mm, &alpha, w.data, a, x.data, b, &beta, y.data, c, y.data, c,
-                                         &res[i].algo, im->workspace, WORKSPACE_BYTES, im->stream) != CUBLAS_STATUS_SUCCESS;
-                cudaEventRecord(e1, im->stream);
-                float ms = 0;
-                if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) bad = 1;
-                if (half == 1) best_ms = ms / (float)reps;
-            }
-        }
-        int tile = -1, stages = -1, algo_id = -1;
-        size_t got = 0;
-        cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_ID, &algo_id, sizeof algo_id, &got);
-        cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &got);
-        cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &got);
-        double tf = bad ? 0 : flop / (best_ms * 1e-3) / 1e12;
-        printf("#   gemm t=%lld n=%lld k=%lld %s: algo %2d (id %d tile %d stages %d)%s: %s%7.1f TFLOP/s (%.3f ms)\n",
-               (long long)t, (long long)n, (long long)k, f32_acc ? "f32 C+=" : "f16 C= ", i, algo_id, tile, stages,
-               sustain_ms > 0 ? ", sustained" : "", bad ? "failed " : "", tf, bad ? 0.0 : best_ms);
-        if (i == 0) *tflops_first = tf;
-        if (tf > *tflops_best) *tflops_best = tf;
-    }
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (!rc)
+        rc = qh_cu_gemm_sweep(((cu_impl *)be->impl)->gemm, w.data, x.data, y.data, t, n, k, f32_acc, max_algos,
+                              sustain_ms, tflops_first, tflops_best);
     cu_release(be, &w);
     cu_release(be, &x);
     cu_release(be, &y);
@@ -902,20 +747,11 @@ static void cu_destroy(qh_backend *be)
     cu_impl *im = be->impl;
     if (im) {
         if (im->prof) qh_cuda_profile(be, 0);
-        for (int i = 0; i < N_PLANS; i++)
-            if (im->plans[i].used) {
-                if (im->plans[i].a) cublasLtMatrixLayoutDestroy(im->plans[i].a);
-                if (im->plans[i].b) cublasLtMatrixLayoutDestroy(im->plans[i].b);
-                if (im->plans[i].c) cublasLtMatrixLayoutDestroy(im->plans[i].c);
-            }
         dev_free(im, im->rope_cs, (size_t)im->rope_npos * (im->rope_hd / 2) * sizeof(float2));
         dev_free(im, im->rope_inv, (size_t)(im->rope_hd / 2) * sizeof(double));
         dev_free(im, im->workspace, WORKSPACE_BYTES);
         qh_cu_quant_free(be);
-        if (im->mm_i8) cublasLtMatmulDescDestroy(im->mm_i8);
-        if (im->pref) cublasLtMatmulPreferenceDestroy(im->pref);
-        if (im->mm) cublasLtMatmulDescDestroy(im->mm);
-        if (im->lt) cublasLtDestroy(im->lt);
+        qh_cu_gemm_destroy(im->gemm);
         if (im->stream) {
             cudaStreamSynchronize(im->stream);
             cudaStreamDestroy(im->stream);
@@ -968,20 +804,8 @@ int qh_cuda_backend_create(qh_backend **out)
         *im->err_host = 0;
         rc = cuda_err(cudaHostGetDevicePointer((void **)&im->err_dev, im->err_host, 0), "cudaHostGetDevicePointer");
     }
-    if (!rc) rc = lt_err(cublasLtCreate(&im->lt), "cublasLtCreate");
-    if (!rc) rc = lt_err(cublasLtMatmulDescCreate(&im->mm, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
-    if (!rc) {
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        rc = lt_err(cublasLtMatmulDescSetAttribute(im->mm, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "transa");
-        if (!rc) rc = lt_err(cublasLtMatmulDescSetAttribute(im->mm, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "transb");
-    }
-    if (!rc) rc = lt_err(cublasLtMatmulPreferenceCreate(&im->pref), "preference");
-    if (!rc) {
-        uint64_t ws = WORKSPACE_BYTES;
-        rc = lt_err(cublasLtMatmulPreferenceSetAttribute(im->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
-                    "preference");
-    }
     if (!rc) rc = dev_alloc(im, WORKSPACE_BYTES, &im->workspace);
+    if (!rc) rc = qh_cu_gemm_create(im->stream, im->workspace, WORKSPACE_BYTES, &im->gemm);
     if (rc) {
         cu_destroy(be);
         return rc;
