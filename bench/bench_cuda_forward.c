@@ -12,8 +12,8 @@
  * 48, 96 keeps the 7B's weights whole) and nf4-dq (with double quantization). A variant may carry its own threshold
  * and batch sizes: int8:0 (no outlier decomposition), nf4-dq@8192/12288 (instead of
  * --batch-tokens); "+plain" turns off int8's fused SwiGLU and nf4's weight prefetching
- * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring; "+nonorm" makes int8's products
- * quantize RMSNorm's output themselves (int8:0+nonorm). The random model's fp16 weights (the same
+ * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring; "+nocodes" makes int8's products
+ * quantize their inputs themselves instead of RMSNorm and SwiGLU writing the codes (int8:0+nocodes). The random model's fp16 weights (the same
  * for every variant) are quantized on the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -133,7 +133,7 @@ typedef struct {
     float threshold;
     char bt_list[64]; /* batch sizes, or empty: --batch-tokens */
     int plain;        /* "+plain": int8 without the fused SwiGLU, nf4 without prefetching */
-    int nonorm;       /* "+nonorm": int8 without the codes RMSNorm writes */
+    int nocodes;      /* "+nocodes": int8 without the codes RMSNorm and SwiGLU write */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -208,7 +208,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][+nonorm][@bt/bt...] */
+/* name[:threshold][+plain][+nocodes][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -222,8 +222,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+nonorm");
-    if (plus) memmove(plus, plus + 7, strlen(plus + 7) + 1), v->nonorm = 1;
+    char *plus = strstr(buf, "+nocodes");
+    if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->nocodes = 1;
     plus = strstr(buf, "+plain");
     if (plus) *plus = 0, v->plain = 1;
     char *colon = strchr(buf, ':');
@@ -240,8 +240,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
     if (v->plain)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), "%s",
                  v->dtype == QH_I8 ? ", unfused SwiGLU" : v->dtype == QH_NF4 ? ", no prefetch" : "");
-    if (v->nonorm && v->dtype == QH_I8)
-        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", no norm codes");
+    if (v->nocodes && v->dtype == QH_I8)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", inputs quantized by the products");
     return QH_OK;
 }
 
@@ -314,8 +314,9 @@ static void print_quant_stats(qh_backend *be, const char *when)
             printf("#   int8 %s (%s): %ld activations quantized, outlier columns mean %.1f, max %d\n", in[i].name, when, n,
                    (double)st.int8_outlier_cols[in[i].kind] / n, st.int8_outlier_max[in[i].kind]);
     }
-    if (st.int8_norm_inputs)
-        printf("#   int8 inputs whose codes RMSNorm wrote (%s): %ld\n", when, st.int8_norm_inputs);
+    if (st.int8_norm_codes || st.int8_swiglu_codes)
+        printf("#   int8 inputs whose codes RMSNorm / SwiGLU wrote (%s): %ld / %ld\n", when, st.int8_norm_codes,
+               st.int8_swiglu_codes);
     if (st.int8_tc_products || st.int8_plain_products)
         printf("#   int8 products (%s): %ld on tensor cores (cuBLASLt), %ld plain kernel\n", when, st.int8_tc_products,
                st.int8_plain_products);
@@ -401,7 +402,7 @@ int main(int argc, char **argv)
         if (int8_chunk > 0) qh_cuda_set_int8_chunk(be, int8_chunk);
         if (nf4_part_mb > 0) qh_cuda_set_nf4_part_bytes(be, (size_t)nf4_part_mb << 20);
         if (v->plain) qh_cuda_set_int8_swiglu(be, 0), qh_cuda_set_nf4_prefetch(be, 0);
-        if (v->nonorm) qh_cuda_set_int8_norm_codes(be, 0);
+        if (v->nocodes) qh_cuda_set_int8_input_codes(be, 0);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];

@@ -209,6 +209,22 @@ static void test_int8_products(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_int8(*state, &cases[i], 100 + i);
 }
 
+/* A random weight [rows, cols] (normal(0, 0.05), fp16-rounded) quantized to int8 with outlier
+ * threshold thr and placed on the GPU as wg; q and scb are its host codes and scales (freed by
+ * the caller). */
+static void gpu_int8_weight(pair *b, uint64_t *rng, int64_t rows, int64_t cols, float thr, int8_t **q, float **scb,
+                            qh_tensor *wg)
+{
+    float *wf = normals16(rng, rows * cols, 0.05);
+    *q = malloc((size_t)(rows * cols)), *scb = malloc(sizeof(float) * (size_t)rows);
+    assert_true(*q && *scb);
+    qh_int8_quantize(QH_F32, wf, rows, cols, *q, *scb);
+    free(wf);
+    qh_tensor wh = qh_tensor_2d(QH_I8, rows, cols);
+    wh.data = *q, wh.quant.scale = *scb, wh.quant.threshold = thr;
+    must(b->gpu->weight(b->gpu, &wh, wg), "weight");
+}
+
 /* The cached activations: reused by a second weight, refreshed after x changes. */
 static void test_int8_input_cache(void **state)
 {
@@ -217,18 +233,10 @@ static void test_int8_input_cache(void **state)
     const int64_t t = 40, k = 256, n = 96;
     float *x = normals16(&rng, t * k, 1.0), *d = normals16(&rng, t * k, 3.0);
     x[3 * k + 17] = 9.0f; /* one outlier column */
-    qh_tensor w[2], wg[2];
+    qh_tensor wg[2];
     int8_t *q[2];
     float *scb[2];
-    for (int i = 0; i < 2; i++) {
-        float *wf = normals16(&rng, n * k, 0.05);
-        q[i] = malloc((size_t)(n * k)), scb[i] = malloc(sizeof(float) * n);
-        qh_int8_quantize(QH_F32, wf, n, k, q[i], scb[i]);
-        free(wf);
-        w[i] = qh_tensor_2d(QH_I8, n, k);
-        w[i].data = q[i], w[i].quant.scale = scb[i], w[i].quant.threshold = 6.0f;
-        must(b->gpu->weight(b->gpu, &w[i], &wg[i]), "weight");
-    }
+    for (int i = 0; i < 2; i++) gpu_int8_weight(b, &rng, n, k, 6.0f, &q[i], &scb[i], &wg[i]);
     qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16), dg = to_be(b->gpu, d, t, k, QH_F16);
     qh_tensor yg = qh_tensor_2d(QH_F16, t, n);
     must(b->gpu->alloc(b->gpu, &yg), "alloc");
@@ -277,19 +285,10 @@ static void test_int8_swiglu(void **state)
         uint64_t rng = 500 + ci;
         float *x = normals16(&rng, t * k, 1.0);
         if (cases[ci].outlier) x[2 * k + 3] = 9.0f;
-        qh_tensor wh[2], wg[2];
+        qh_tensor wg[2];
         int8_t *q[2];
         float *scb[2];
-        for (int i = 0; i < 2; i++) {
-            float *wf = normals16(&rng, n * k, 0.05);
-            q[i] = malloc((size_t)(n * k)), scb[i] = malloc(sizeof(float) * (size_t)n);
-            assert_true(q[i] && scb[i]);
-            qh_int8_quantize(QH_F32, wf, n, k, q[i], scb[i]);
-            free(wf);
-            wh[i] = qh_tensor_2d(QH_I8, n, k);
-            wh[i].data = q[i], wh[i].quant.scale = scb[i], wh[i].quant.threshold = cases[ci].thr;
-            must(b->gpu->weight(b->gpu, &wh[i], &wg[i]), "weight");
-        }
+        for (int i = 0; i < 2; i++) gpu_int8_weight(b, &rng, n, k, cases[ci].thr, &q[i], &scb[i], &wg[i]);
         qh_cuda_set_int8_chunk(b->gpu, cases[ci].chunk);
         qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
         qh_tensor g1 = qh_tensor_2d(QH_F16, t, n), u1 = g1, g2 = g1, u2 = g1;
@@ -318,6 +317,63 @@ static void test_int8_swiglu(void **state)
         b->gpu->release(b->gpu, &u2), b->gpu->release(b->gpu, &xg);
         for (int i = 0; i < 2; i++) b->gpu->release(b->gpu, &wg[i]), free(q[i]), free(scb[i]);
         free(x), free(want), free(got);
+    }
+}
+
+/* The int8 SwiGLU writing its output's codes for down_proj (threshold 0; chunks taken last to
+ * first, the codes written over the input's in place): gate and the residual after down_proj
+ * are the same bit for bit as when down_proj quantizes gate itself. Many chunks, odd widths. */
+static void test_int8_swiglu_codes(void **state)
+{
+    pair *b = *state;
+    static const struct {
+        int64_t t, k, n, chunk;
+    } cases[] = {{5000, 256, 1000, 1024}, {37, 36, 100, 0}, {4099, 64, 2052, 512}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t t = cases[ci].t, k = cases[ci].k, n = cases[ci].n;
+        uint64_t rng = 700 + ci;
+        float *x = normals16(&rng, t * k, 1.0), *r0 = normals16(&rng, t * k, 1.0);
+        qh_tensor wg[3];
+        int8_t *q[3];
+        float *scb[3];
+        for (int i = 0; i < 3; i++) /* gate, up [n, k]; down [k, n] */
+            gpu_int8_weight(b, &rng, i < 2 ? n : k, i < 2 ? k : n, 0.0f, &q[i], &scb[i], &wg[i]);
+        qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+        float *gate[2], *res[2];
+        long written[2];
+        for (int on = 0; on < 2; on++) {
+            qh_cuda_set_int8_input_codes(b->gpu, on);
+            qh_cuda_set_int8_chunk(b->gpu, cases[ci].chunk);
+            qh_tensor g = qh_tensor_2d(QH_F16, t, n), u = g, r = to_be(b->gpu, r0, t, k, QH_F32);
+            must(b->gpu->alloc(b->gpu, &g), "alloc"), must(b->gpu->alloc(b->gpu, &u), "alloc");
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            for (int pass = 0; pass < 2; pass++) { /* the first pass teaches the backend down_proj's layout */
+                must(b->gpu->linear_swiglu(b->gpu, &xg, &wg[0], &wg[1], &g, &u), "linear_swiglu");
+                must(b->gpu->linear_add(b->gpu, &g, &wg[2], &r), "linear_add");
+            }
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            written[on] = st.int8_swiglu_codes;
+            gate[on] = from_be(b->gpu, &g), res[on] = from_be(b->gpu, &r);
+            b->gpu->release(b->gpu, &g), b->gpu->release(b->gpu, &u), b->gpu->release(b->gpu, &r);
+        }
+        int64_t dg = 0, dr = 0;
+        for (int64_t i = 0; i < t * n; i++) dg += memcmp(&gate[0][i], &gate[1][i], sizeof(float)) != 0;
+        for (int64_t i = 0; i < t * k; i++) dr += memcmp(&res[0][i], &res[1][i], sizeof(float)) != 0;
+        printf("#   int8 SwiGLU [%lld, %lld] -> [%lld, %lld] -> down_proj, chunk %lld: codes written %ld times (off: %ld); "
+               "%lld gate and %lld residual values differ\n",
+               (long long)t, (long long)k, (long long)t, (long long)n, (long long)cases[ci].chunk, written[1],
+               written[0], (long long)dg, (long long)dr);
+        assert_true(written[1] > 0);
+        assert_int_equal(written[0], 0);
+        assert_int_equal(dg, 0);
+        assert_int_equal(dr, 0);
+        qh_cuda_set_int8_chunk(b->gpu, 0);
+        qh_cuda_set_int8_input_codes(b->gpu, 1);
+        b->gpu->release(b->gpu, &xg);
+        for (int i = 0; i < 3; i++) b->gpu->release(b->gpu, &wg[i]), free(q[i]), free(scb[i]);
+        for (int on = 0; on < 2; on++) free(gate[on]), free(res[on]);
+        free(x), free(r0);
     }
 }
 
@@ -684,9 +740,10 @@ static void check_quant_model(pair *b, const char *name, int bits, int dq)
 }
 
 /* At threshold 0 RMSNorm writes the int8 codes of its output for the q/k/v and gate/up products
- * (qh_cu_quant_norm_codes): the whole forward pass gives the same hidden states bit for bit as
- * with the products quantizing the norm outputs themselves. */
-static void test_int8_norm_codes(void **state)
+ * (qh_cu_quant_norm_codes), and the int8 SwiGLU those of its output for down_proj: the whole
+ * forward pass gives the same hidden states bit for bit as with the products quantizing their
+ * inputs themselves. */
+static void test_int8_input_codes(void **state)
 {
     pair *b = *state;
     static const char *const names[] = {"mha", "gqa"};
@@ -708,23 +765,23 @@ static void test_int8_norm_codes(void **state)
         static const int batches[] = {1 << 16, 7};
         for (size_t bi = 0; bi < 2; bi++) {
             float *got[2];
-            long fused[2];
+            long norm[2], swiglu[2];
             for (int on = 0; on < 2; on++) {
-                qh_cuda_set_int8_norm_codes(b->gpu, on);
+                qh_cuda_set_int8_input_codes(b->gpu, on);
                 qh_cuda_quant_stats st;
                 qh_cuda_quant_stats_get(b->gpu, &st, 1);
                 got[on] = run_model(b->gpu, dir, "int8", file, batches[bi], ids, lens, n, &h);
                 qh_cuda_quant_stats_get(b->gpu, &st, 1);
-                fused[on] = st.int8_norm_inputs;
+                norm[on] = st.int8_norm_codes, swiglu[on] = st.int8_swiglu_codes;
             }
             int64_t diff = 0;
             for (int64_t i = 0; i < (int64_t)n * h; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
-            printf("#   %s int8 threshold 0, batch %d: RMSNorm wrote the codes of %ld inputs (0 when off: %ld); "
-                   "%lld of %lld hidden values differ\n",
-                   names[mi], batches[bi], fused[1], fused[0], (long long)diff, (long long)n * h);
+            printf("#   %s int8 threshold 0, batch %d: RMSNorm / SwiGLU wrote the codes of %ld / %ld inputs (when "
+                   "off: %ld / %ld); %lld of %lld hidden values differ\n",
+                   names[mi], batches[bi], norm[1], swiglu[1], norm[0], swiglu[0], (long long)diff, (long long)n * h);
             assert_int_equal(diff, 0);
-            assert_true(fused[1] > 0);
-            assert_int_equal(fused[0], 0);
+            assert_true(norm[1] > 0 && swiglu[1] > 0);
+            assert_int_equal(norm[0] + swiglu[0], 0);
             free(got[0]), free(got[1]);
         }
         qh_st_close(ref);
@@ -754,7 +811,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
-        cmocka_unit_test(test_int8_norm_codes),
+        cmocka_unit_test(test_int8_swiglu_codes),
+        cmocka_unit_test(test_int8_input_codes),
         cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_prefetch),
         cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
     };

@@ -3,6 +3,7 @@
 #ifndef QHEAD_CUDA_DEVICE_MATH_CUH
 #define QHEAD_CUDA_DEVICE_MATH_CUH
 
+#include <cuda_fp16.h>
 #include <stdint.h>
 
 /* SwiGLU of one element: silu(g) * u. */
@@ -60,5 +61,44 @@ __device__ __forceinline__ float qh_block_reduce(float v, float *sh)
 
 __device__ __forceinline__ float qh_block_max(float v, float *sh) { return qh_block_reduce<false>(v, sh); }
 __device__ __forceinline__ float qh_block_sum(float v, float *sh) { return qh_block_reduce<true>(v, sh); }
+
+/* Four values as fp32: already fp32, or four fp16 packed in a uint2. */
+__device__ __forceinline__ float4 qh_as_float4(float4 v) { return v; }
+__device__ __forceinline__ float4 qh_as_float4(uint2 h)
+{
+    float2 lo = __half22float2(*reinterpret_cast<const __half2 *>(&h.x));
+    float2 hi = __half22float2(*reinterpret_cast<const __half2 *>(&h.y));
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+
+/* LLM.int8() codes (threshold 0) of a row the block holds in registers: thread i has the values
+ * of columns 4 (i + j blockDim) .. +3 in v[j] (fp16-rounded, as stored), n columns in all. Writes
+ * the row's scale to *sx, its codes to qr[0, n) and zeros to qr[n, kp); sh[32] scratch. The same
+ * codes i8_rowquant_kernel computes from the stored row. */
+template <int NV, typename T>
+__device__ __forceinline__ void qh_i8_row_codes(const T (&v)[NV], int64_t n, int64_t kp, int8_t *qr, float *sx,
+                                                float *sh)
+{
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++)
+        if (4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x) < n) {
+            float4 f = qh_as_float4(v[j]);
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(f.x), fabsf(f.y)), fmaxf(fabsf(f.z), fabsf(f.w))));
+        }
+    amax = qh_block_max(amax, sh);
+    const float inv = qh_i8_row_inv(amax);
+    if (threadIdx.x == 0) *sx = qh_i8_row_scale(amax);
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int64_t c = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
+        if (c < n) {
+            float4 f = qh_as_float4(v[j]);
+            *reinterpret_cast<unsigned *>(qr + c) = qh_i8_code(f.x, inv) | qh_i8_code(f.y, inv) << 8 |
+                                                    qh_i8_code(f.z, inv) << 16 | qh_i8_code(f.w, inv) << 24;
+        }
+    }
+    for (int64_t c = n + threadIdx.x; c < kp; c += blockDim.x) qr[c] = 0;
+}
 
 #endif

@@ -73,6 +73,14 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
  * likewise: i8_epilogue on both, then silu_mul, in one pass (acc rows of ldc int32). */
 int qh_cu_i8_swiglu(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
                     const float *scb_g, const float *scb_u, void *out, int64_t t, int64_t n);
+/* The same, plus xq[t, kp] and sx[t]: the int8 codes and scales of out's rows (threshold 0), as
+ * qh_cu_i8_rowquant(out) would write them; sx holds the input's scales on entry. Widths the
+ * kernel takes: qh_cu_i8_swiglu_codes_ok. */
+int qh_cu_i8_swiglu_codes(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, float *sx,
+                          const float *scb_g, const float *scb_u, void *out, int64_t t, int64_t n, int8_t *xq,
+                          int64_t kp);
+int qh_cu_i8_swiglu_codes_ok(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *scb_g,
+                             const float *scb_u, const void *out, int64_t n, const int8_t *xq, int64_t kp);
 /* acc[t, ldc] = xq[t, kp] w[n, kp]^T in int32 with dp4a (kp a multiple of 16): the plain kernel
  * for shapes cuBLASLt's int8 kernels refuse. */
 int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,

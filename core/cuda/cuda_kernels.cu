@@ -129,7 +129,6 @@ __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, 
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, true, eps, part);
     float4 r[NV];
-    float amax = 0.f;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         int64_t i = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
@@ -139,21 +138,10 @@ __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, 
             __half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w); /* the values stored */
             float2 fa = __half22float2(a), fb = __half22float2(b);
             r[j] = make_float4(fa.x, fa.y, fb.x, fb.y);
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(fa.x), fabsf(fa.y)), fmaxf(fabsf(fb.x), fabsf(fb.y))));
         }
     }
-    amax = qh_block_max(amax, part); /* part is free again: qh_block_sum synchronised */
-    const float inv = qh_i8_row_inv(amax);
-    if (threadIdx.x == 0) sx[blockIdx.x] = qh_i8_row_scale(amax);
-    int8_t *qr = xq + (int64_t)blockIdx.x * kp;
-#pragma unroll
-    for (int j = 0; j < NV; j++) {
-        int64_t i = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
-        if (i < h)
-            *reinterpret_cast<unsigned *>(qr + i) = qh_i8_code(r[j].x, inv) | qh_i8_code(r[j].y, inv) << 8 |
-                                                    qh_i8_code(r[j].z, inv) << 16 | qh_i8_code(r[j].w, inv) << 24;
-    }
-    for (int64_t i = h + threadIdx.x; i < kp; i += blockDim.x) qr[i] = 0;
+    /* part is free again: qh_block_sum synchronised */
+    qh_i8_row_codes<NV>(r, h, kp, xq + (int64_t)blockIdx.x * kp, sx + blockIdx.x, part);
 }
 
 /* ---- SwiGLU: out = silu(gate) * up, fp16, 8 elements per thread ------------------------------ */

@@ -475,6 +475,17 @@ __device__ __forceinline__ float i8_scaled_h(int32_t a, float s, float sc)
     return __half2float(__float2half_rn(qh_i8_dequant(a, s, sc)));
 }
 
+/* Four SwiGLU outputs from both products' int32 sums, as fp16 (packed). */
+__device__ __forceinline__ uint2 i8_swiglu4(int4 a, int4 b, float s, float4 sg, float4 su)
+{
+    __half2 h[2];
+    h[0] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.x, s, sg.x), i8_scaled_h(b.x, s, su.x)),
+                             qh_silu_mul(i8_scaled_h(a.y, s, sg.y), i8_scaled_h(b.y, s, su.y)));
+    h[1] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.z, s, sg.z), i8_scaled_h(b.z, s, su.z)),
+                             qh_silu_mul(i8_scaled_h(a.w, s, sg.w), i8_scaled_h(b.w, s, su.w)));
+    return *reinterpret_cast<uint2 *>(h);
+}
+
 template <int V>
 __global__ void i8_swiglu_kernel(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,
                                  const float *scb_g, const float *scb_u, __half *out, int64_t t, int64_t n)
@@ -488,18 +499,45 @@ __global__ void i8_swiglu_kernel(const int32_t *acc_g, const int32_t *acc_u, int
                 int4 b = *reinterpret_cast<const int4 *>(acc_u + r * ldc + c);
                 float4 sg = *reinterpret_cast<const float4 *>(scb_g + c);
                 float4 su = *reinterpret_cast<const float4 *>(scb_u + c);
-                __half2 h[2];
-                h[0] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.x, s, sg.x), i8_scaled_h(b.x, s, su.x)),
-                                         qh_silu_mul(i8_scaled_h(a.y, s, sg.y), i8_scaled_h(b.y, s, su.y)));
-                h[1] = __floats2half2_rn(qh_silu_mul(i8_scaled_h(a.z, s, sg.z), i8_scaled_h(b.z, s, su.z)),
-                                         qh_silu_mul(i8_scaled_h(a.w, s, sg.w), i8_scaled_h(b.w, s, su.w)));
-                *reinterpret_cast<uint2 *>(out + r * n + c) = *reinterpret_cast<uint2 *>(h);
+                uint2 h = i8_swiglu4(a, b, s, sg, su);
+                *reinterpret_cast<uint2 *>(out + r * n + c) = h;
             } else {
                 float g = i8_scaled_h(acc_g[r * ldc + c], s, scb_g[c]), u = i8_scaled_h(acc_u[r * ldc + c], s, scb_u[c]);
                 out[r * n + c] = __float2half_rn(qh_silu_mul(g, u));
             }
         }
     }
+}
+
+/* i8_swiglu_kernel's output, plus the LLM.int8() codes and scale of each fp16 row (threshold 0)
+ * for the down_proj product: one block per row, each thread keeping its NV groups of 4 in
+ * registers. sx holds the gate/up input's scales on entry and the output's on return (each block
+ * reads its row's before the block-wide max, writes it after); xq's rows are kp apart. */
+/* Threads per row: measured on the H100 (7B, 11008 wide: NV 8) at 575 ms per 12,284-tweet pass
+ * against 615 (512), 647 (256), 755 (768) and 710 (1024), bench/NOTES.md. */
+constexpr int SWIGLU_CODES_THREADS = 384;
+
+template <int NV>
+__global__ void i8_swiglu_codes_kernel(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, float *sx,
+                                       const float *scb_g, const float *scb_u, __half *out, int64_t n, int8_t *xq,
+                                       int64_t kp)
+{
+    __shared__ float part[32];
+    const int64_t r = blockIdx.x;
+    const float s = sx[r]; /* read by every thread before qh_i8_row_codes' barrier, written after */
+    uint2 h[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int64_t c = 4 * ((int64_t)threadIdx.x + (int64_t)j * blockDim.x);
+        if (c < n) {
+            int4 a = *reinterpret_cast<const int4 *>(acc_g + r * ldc + c);
+            int4 b = *reinterpret_cast<const int4 *>(acc_u + r * ldc + c);
+            h[j] = i8_swiglu4(a, b, s, *reinterpret_cast<const float4 *>(scb_g + c),
+                              *reinterpret_cast<const float4 *>(scb_u + c));
+            *reinterpret_cast<uint2 *>(out + r * n + c) = h[j];
+        }
+    }
+    qh_i8_row_codes<NV>(h, n, kp, xq + r * kp, sx + r, part);
 }
 
 /* ---- quantizers (bench and test helpers) -------------------------------------------------- */
@@ -655,6 +693,31 @@ int qh_cu_i8_swiglu(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, 
     if (vec) i8_swiglu_kernel<4><<<grid, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, t, n);
     else i8_swiglu_kernel<1><<<grid, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, t, n);
     return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_swiglu_codes(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, float *sx,
+                          const float *scb_g, const float *scb_u, void *out, int64_t t, int64_t n, int8_t *xq,
+                          int64_t kp)
+{
+    const int threads = SWIGLU_CODES_THREADS;
+    const int64_t groups = (n / 4 + threads - 1) / threads;
+    if (!qh_cu_i8_swiglu_codes_ok(acc_g, acc_u, ldc, scb_g, scb_u, out, n, xq, kp)) return (int)cudaErrorInvalidValue;
+    if (t <= 0) return (int)cudaGetLastError();
+    __half *o = static_cast<__half *>(out);
+    unsigned g = (unsigned)t;
+    if (groups <= 2) i8_swiglu_codes_kernel<2><<<g, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, n, xq, kp);
+    else if (groups <= 4) i8_swiglu_codes_kernel<4><<<g, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, n, xq, kp);
+    else i8_swiglu_codes_kernel<8><<<g, threads, 0, s>>>(acc_g, acc_u, ldc, sx, scb_g, scb_u, o, n, xq, kp);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_swiglu_codes_ok(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *scb_g,
+                             const float *scb_u, const void *out, int64_t n, const int8_t *xq, int64_t kp)
+{
+    return n > 0 && n % 4 == 0 && ldc % 4 == 0 && kp % 4 == 0 && kp >= n &&
+           (n / 4 + SWIGLU_CODES_THREADS - 1) / SWIGLU_CODES_THREADS <= 8 &&
+           ((uintptr_t)acc_g | (uintptr_t)acc_u | (uintptr_t)scb_g | (uintptr_t)scb_u) % 16 == 0 &&
+           (uintptr_t)out % 8 == 0 && (uintptr_t)xq % 4 == 0;
 }
 
 int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,

@@ -12,7 +12,8 @@
  *     (fp16, w * SCB / 127) through cuBLASLt with fp32 output: into the residual directly for
  *     linear_add, else into an fp32 scratch the epilogue adds;
  *   - the epilogue: (acc * s_t) * (SCB_n / 127), into fp16 activations or added to fp32 y;
- *     linear_swiglu's gate and up products share one epilogue that writes silu(g) * u. */
+ *     linear_swiglu's gate and up products share one epilogue that writes silu(g) * u (and at
+ *     threshold 0 its codes for down_proj). */
 #include "cuda_quant_state.h"
 #include "cuda_internal.h"
 
@@ -66,6 +67,8 @@ static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x,
     q->x_valid = 1;
     if (thr == 0 && (kind == QH_CUDA_OP_GEMM_QKV || kind == QH_CUDA_OP_GEMM_GATE_UP)) /* inputs a norm wrote */
         q->norm_k = k, q->norm_kp = kp;
+    if (thr == 0 && kind == QH_CUDA_OP_GEMM_DOWN) /* the SwiGLU's output */
+        q->down_k = k, q->down_kp = kp;
     qh_cu_be_mark(be, QH_CUDA_OP_INT8_ACT);
     return QH_OK;
 }
@@ -74,7 +77,7 @@ int qh_cu_quant_norm_codes(qh_backend *be, int64_t t, int64_t h, qh_cu_norm_code
 {
     struct qh_cu_quant *q = *qh_cu_be_quant(be);
     c->xq = NULL, c->sx = NULL, c->kp = 0;
-    if (!q || q->no_norm_codes || q->norm_kp == 0 || q->norm_k != h || t <= 0) return QH_OK;
+    if (!q || q->no_input_codes || q->norm_kp == 0 || q->norm_k != h || t <= 0) return QH_OK;
     int rc = qh_cu_q_ensure(be, &q->xq, (size_t)((t + 3) / 4 * 4 * q->norm_kp), 0);
     if (!rc) rc = qh_cu_q_ensure(be, &q->sx, sizeof(float) * (size_t)t, 0);
     if (rc) return rc;
@@ -89,7 +92,7 @@ void qh_cu_quant_norm_written(qh_backend *be, const qh_tensor *out)
     q->x_ptr = out->data, q->x_t = qh_tensor_rows(out), q->x_k = qh_tensor_cols(out), q->x_kp = q->norm_kp;
     q->x_thr = 0, q->x_gen = qh_cu_be_generation(be), q->m = q->mp = 0;
     q->x_valid = 1;
-    q->st.int8_norm_inputs++;
+    q->st.int8_norm_codes++;
 }
 
 /* A product wrote [p, p + bytes): a cached quantized input whose fp16 source lies there is stale
@@ -205,23 +208,49 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
     if (rc) return rc;
     if (q->m > 0) return 1; /* the outlier columns' fp16 products: the plain path adds them */
+    /* Threshold 0, and the down_proj product after this one known (learned from the first):
+     * the SwiGLU kernel writes its output's codes for down_proj too, into xq in place. Its rows
+     * are kp_d >= kp apart, so with the chunks taken last to first, the codes written for rows
+     * [t0, t) end up above every input row still to be read, rows [0, t0) (< t0 kp <= t0 kp_d);
+     * a chunk's own input rows were read by its products before its SwiGLU starts. */
     rc = qh_cu_q_ensure(be, &q->acc, sizeof(int32_t) * (size_t)(chunk * np), 0);
+    if (rc) return rc;
+    const int64_t kp_d = q->down_kp;
+    const int codes = !q->no_input_codes && wg->quant.threshold == 0 && kp_d >= kp && q->down_k == n &&
+                      q->xq.cap >= (size_t)(t4 * kp_d) &&
+                      qh_cu_i8_swiglu_codes_ok(q->acc.p, acc_u, np, wg->quant.scale, wu->quant.scale, gate->data, n,
+                                               q->xq.p, kp_d);
     cudaStream_t s = qh_cu_be_stream(be);
-    for (int64_t t0 = 0; !rc && t0 < t; t0 += chunk) {
-        int64_t tc = t - t0 < chunk ? t - t0 : chunk;
+    const int64_t n_chunks = (t + chunk - 1) / chunk;
+    for (int64_t ci = 0; !rc && ci < n_chunks; ci++) {
+        const int64_t t0 = (codes ? n_chunks - 1 - ci : ci) * chunk, tc = t - t0 < chunk ? t - t0 : chunk;
         const int8_t *xq = (const int8_t *)q->xq.p + t0 * kp;
         rc = i8_product(be, q, wg, xq, q->acc.p, n, np, kp, tc);
         if (!rc) rc = i8_product(be, q, wu, xq, acc_u, n, np, kp, tc);
         qh_cu_be_mark(be, QH_CUDA_OP_GEMM_GATE_UP);
-        if (!rc)
+        uint16_t *out = (uint16_t *)gate->data + t0 * n;
+        if (!rc && codes)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_swiglu_codes(s, q->acc.p, acc_u, np, (float *)q->sx.p + t0,
+                                                                 wg->quant.scale, wu->quant.scale, out, tc, n,
+                                                                 (int8_t *)q->xq.p + t0 * kp_d, kp_d),
+                              "int8 SwiGLU");
+        else if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_swiglu(s, q->acc.p, acc_u, np, (const float *)q->sx.p + t0,
-                                                           wg->quant.scale, wu->quant.scale,
-                                                           (uint16_t *)gate->data + t0 * n, tc, n),
+                                                           wg->quant.scale, wu->quant.scale, out, tc, n),
                               "int8 SwiGLU");
         qh_cu_be_mark(be, QH_CUDA_OP_SILU_MUL);
     }
     i8_written(q, gate->data, (size_t)(t * n) * 2);
     i8_written(q, up->data, (size_t)(t * n) * 2);
+    if (codes) { /* xq and sx now hold the codes of gate (or of nothing, after an error) */
+        q->x_valid = 0;
+        if (!rc) {
+            q->x_ptr = gate->data, q->x_t = t, q->x_k = n, q->x_kp = kp_d, q->x_thr = 0, q->m = q->mp = 0;
+            q->x_gen = qh_cu_be_generation(be);
+            q->x_valid = 1;
+            q->st.int8_swiglu_codes++;
+        }
+    }
     return rc;
 }
 
@@ -239,8 +268,8 @@ void qh_cuda_set_int8_swiglu(qh_backend *be, int on)
     if (!qh_cu_q_state(be, &q)) q->no_swiglu = !on;
 }
 
-void qh_cuda_set_int8_norm_codes(qh_backend *be, int on)
+void qh_cuda_set_int8_input_codes(qh_backend *be, int on)
 {
     struct qh_cu_quant *q;
-    if (!qh_cu_q_state(be, &q)) q->no_norm_codes = !on, q->x_valid = 0;
+    if (!qh_cu_q_state(be, &q)) q->no_input_codes = !on, q->x_valid = 0;
 }

@@ -29,10 +29,12 @@ struct qh_cu_quant {
     float x_thr;
     unsigned long x_gen;
     int x_valid, m, mp;
-    /* RMSNorm writes the codes of its output (qh_cu_quant_norm_codes): the width k of the
-     * threshold-0 products fed by a norm, and their padded width kp (0: none seen yet) */
-    int64_t norm_k, norm_kp;
-    int no_norm_codes;
+    /* The ops that produce int8 inputs write their codes too (threshold 0): RMSNorm
+     * (qh_cu_quant_norm_codes) for the products fed by a norm, the int8 SwiGLU for down_proj. The
+     * width k of those products and their padded width kp, learned from the first of each (0: none
+     * seen yet). */
+    int64_t norm_k, norm_kp, down_k, down_kp;
+    int no_input_codes;
     qh_cu_dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, yo;
     int *m_host, *m_host_dev; /* mapped pinned: the outlier count */
     /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight

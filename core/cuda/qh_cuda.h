@@ -76,7 +76,7 @@ typedef struct {
     int int8_outlier_max[QH_CUDA_OP_COUNT];
     long int8_tc_products, int8_plain_products; /* cuBLASLt int8 tensor cores / the plain dp4a kernel */
     long nf4_fused, nf4_dequant;                /* the fused small-batch kernel / dequantize + cuBLASLt */
-    long int8_norm_inputs;                      /* int8 inputs whose codes RMSNorm wrote */
+    long int8_norm_codes, int8_swiglu_codes;    /* int8 inputs whose codes RMSNorm / the SwiGLU wrote */
 } qh_cuda_quant_stats;
 void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
 /* int8: tokens per int8 matrix product (its int32 result is a scratch of tokens x rows); 0 is
@@ -85,9 +85,10 @@ void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
 /* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
  * the one kernel from both products' int32 sums (benchmarks compare the two). */
 void qh_cuda_set_int8_swiglu(qh_backend *be, int on);
-/* int8: 0 stops RMSNorm from writing the int8 codes of its output (threshold 0) for the
- * products after it; they then quantize it themselves (tests compare the two). */
-void qh_cuda_set_int8_norm_codes(qh_backend *be, int on);
+/* int8: 0 stops RMSNorm and the int8 SwiGLU from writing the int8 codes of their outputs
+ * (threshold 0) for the products after them; those then quantize their inputs themselves (tests
+ * and benchmarks compare the two). */
+void qh_cuda_set_int8_input_codes(qh_backend *be, int on);
 /* nf4: 0 dequantizes each weight when its product comes, on the main stream (no prefetching of
  * the next weight on the second stream; tests and benchmarks compare the two). */
 void qh_cuda_set_nf4_prefetch(qh_backend *be, int on);
