@@ -446,6 +446,11 @@ static void test_attention(void **state)
     check_attention(b, 2, 2, 256, mixed, 12, 17);
     check_attention(b, 4, 2, 8, mixed, 12, 18);  /* simple kernel only (head_dim % 16) */
     check_attention(b, 2, 1, 48, mixed, 12, 19); /* simple kernel only (no tc instance) */
+    /* batches whose sequences all fit one key tile (the TweetEval case), of 1 to 4 warps */
+    int shorts[] = {1, 7, 16, 17, 30, 32, 3}, upto48[] = {33, 48, 40, 2}, upto64[] = {49, 64, 50, 2, 61};
+    check_attention(b, 4, 2, 64, shorts, 7, 20);
+    check_attention(b, 4, 4, 128, upto48, 4, 21);
+    check_attention(b, 4, 2, 128, upto64, 5, 22);
 }
 
 /* ---- the whole model --------------------------------------------------------------------------- */
