@@ -685,25 +685,51 @@ static void row_errors(const float *got, const float *wantf, const double *wantd
     *all = sqrt(nn / (dd > 0 ? dd : 1e-300));
 }
 
-static void check_quant_model(pair *b, const char *name, int bits, int dq)
+/* A fixture model (tests/fixtures/llama/NAME) quantized into a temporary directory, and its
+ * reference inputs and float64 hidden states. */
+typedef struct {
+    char dir[1024];
+    char *tmp, *file, *report;
+    qh_safetensors *ref;
+    const int32_t *ids, *lens;
+    const double *hidden;
+    int n;
+} quant_fixture;
+
+static void quant_fixture_open(const char *name, int bits, int dq, float threshold, quant_fixture *f)
 {
-    char dir[1024], path[1100];
-    snprintf(dir, sizeof dir, "%s/llama/%s", tu_fixtures(), name);
-    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-    char *tmp = tu_mkdtemp("cuda-quant");
-    char *file = tu_path(tmp, "backbone.safetensors"), *report = tu_path(tmp, "report.json");
-    const char *variant = bits == 8 ? "int8" : "nf4";
-    qh_quantize_opts o = {.model_dir = dir, .out_path = file, .report_path = report, .bits = bits, .blocksize = 64,
-                          .double_quant = dq, .threshold = QH_INT8_DEFAULT_THRESHOLD};
+    char path[1100];
+    snprintf(f->dir, sizeof f->dir, "%s/llama/%s", tu_fixtures(), name);
+    snprintf(path, sizeof path, "%s/reference.safetensors", f->dir);
+    f->tmp = tu_mkdtemp("cuda-quant");
+    f->file = tu_path(f->tmp, "backbone.safetensors"), f->report = tu_path(f->tmp, "report.json");
+    qh_quantize_opts o = {.model_dir = f->dir, .out_path = f->file, .report_path = f->report, .bits = bits,
+                          .blocksize = 64, .double_quant = dq, .threshold = threshold};
     qh_quantize_summary sum;
     must(qh_quantize_model(&o, &sum), "quantize");
-    qh_safetensors *ref;
-    must(qh_st_open(path, &ref), "reference");
-    const qh_st_tensor *ids_t = qh_st_find(ref, "ids"), *len_t = qh_st_find(ref, "lengths"), *hid_t = qh_st_find(ref, "hidden");
+    must(qh_st_open(path, &f->ref), "reference");
+    const qh_st_tensor *ids_t = qh_st_find(f->ref, "ids"), *len_t = qh_st_find(f->ref, "lengths"),
+                       *hid_t = qh_st_find(f->ref, "hidden");
     assert_true(ids_t && len_t && hid_t);
-    const int32_t *ids = qh_st_data(ref, ids_t), *lens = qh_st_data(ref, len_t);
-    const double *rh = qh_st_data(ref, hid_t);
-    int n = (int)len_t->shape[0], failed = 0;
+    f->ids = qh_st_data(f->ref, ids_t), f->lens = qh_st_data(f->ref, len_t), f->hidden = qh_st_data(f->ref, hid_t);
+    f->n = (int)len_t->shape[0];
+}
+
+static void quant_fixture_close(quant_fixture *f)
+{
+    qh_st_close(f->ref);
+    tu_rmtree(f->tmp);
+    free(f->tmp), free(f->file), free(f->report);
+}
+
+static void check_quant_model(pair *b, const char *name, int bits, int dq)
+{
+    quant_fixture f;
+    quant_fixture_open(name, bits, dq, QH_INT8_DEFAULT_THRESHOLD, &f);
+    const char *variant = bits == 8 ? "int8" : "nf4", *dir = f.dir, *file = f.file;
+    const int32_t *ids = f.ids, *lens = f.lens;
+    const double *rh = f.hidden;
+    int n = f.n, failed = 0;
     static const int batches[] = {1 << 16, 7, 128};
     for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
         int h, batch = batches[bi];
@@ -733,9 +759,7 @@ static void check_quant_model(pair *b, const char *name, int bits, int dq)
         failed |= bad;
         free(cpu), free(cpu16), free(gpu);
     }
-    qh_st_close(ref);
-    tu_rmtree(tmp);
-    free(tmp), free(file), free(report);
+    quant_fixture_close(&f);
     if (failed) fail_msg("%s %s: errors above the bounds (lines marked FAIL)", name, variant);
 }
 
@@ -748,20 +772,9 @@ static void test_int8_input_codes(void **state)
     pair *b = *state;
     static const char *const names[] = {"mha", "gqa"};
     for (int mi = 0; mi < 2; mi++) {
-        char dir[1024], path[1100];
-        snprintf(dir, sizeof dir, "%s/llama/%s", tu_fixtures(), names[mi]);
-        snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-        char *tmp = tu_mkdtemp("cuda-norm-codes");
-        char *file = tu_path(tmp, "backbone.safetensors"), *report = tu_path(tmp, "report.json");
-        qh_quantize_opts o = {.model_dir = dir, .out_path = file, .report_path = report, .bits = 8, .threshold = 0.0f};
-        qh_quantize_summary sum;
-        must(qh_quantize_model(&o, &sum), "quantize");
-        qh_safetensors *ref;
-        must(qh_st_open(path, &ref), "reference");
-        const qh_st_tensor *ids_t = qh_st_find(ref, "ids"), *len_t = qh_st_find(ref, "lengths");
-        assert_true(ids_t && len_t);
-        const int32_t *ids = qh_st_data(ref, ids_t), *lens = qh_st_data(ref, len_t);
-        int n = (int)len_t->shape[0], h;
+        quant_fixture f;
+        quant_fixture_open(names[mi], 8, 0, 0.0f, &f);
+        int n = f.n, h;
         static const int batches[] = {1 << 16, 7};
         for (size_t bi = 0; bi < 2; bi++) {
             float *got[2];
@@ -770,7 +783,7 @@ static void test_int8_input_codes(void **state)
                 qh_cuda_set_int8_input_codes(b->gpu, on);
                 qh_cuda_quant_stats st;
                 qh_cuda_quant_stats_get(b->gpu, &st, 1);
-                got[on] = run_model(b->gpu, dir, "int8", file, batches[bi], ids, lens, n, &h);
+                got[on] = run_model(b->gpu, f.dir, "int8", f.file, batches[bi], f.ids, f.lens, n, &h);
                 qh_cuda_quant_stats_get(b->gpu, &st, 1);
                 norm[on] = st.int8_norm_codes, swiglu[on] = st.int8_swiglu_codes;
             }
@@ -784,9 +797,7 @@ static void test_int8_input_codes(void **state)
             assert_int_equal(norm[0] + swiglu[0], 0);
             free(got[0]), free(got[1]);
         }
-        qh_st_close(ref);
-        tu_rmtree(tmp);
-        free(tmp), free(file), free(report);
+        quant_fixture_close(&f);
     }
 }
 

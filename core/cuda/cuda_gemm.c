@@ -1,5 +1,6 @@
 /* cuBLASLt matrix products (cuda_gemm.h). */
 #include "cuda_gemm.h"
+#include "cuda_quant.h"
 
 #include "../error.h"
 
@@ -34,13 +35,6 @@ static int lt_err(cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_SUCCESS) return QH_OK;
     return qh_fail(QH_ESYS, "cuBLASLt error %d in %s", (int)s, what);
-}
-
-static int cuda_err(cudaError_t e, const char *what)
-{
-    if (e == cudaSuccess) return QH_OK;
-    cudaGetLastError();
-    return qh_fail(QH_ESYS, "CUDA error in %s: %s", what, cudaGetErrorString(e));
 }
 
 int qh_cu_gemm_create(cudaStream_t s, void *workspace, size_t workspace_bytes, qh_cu_gemm **out)
@@ -190,8 +184,8 @@ int qh_cu_gemm_sweep(qh_cu_gemm *im, const void *w, const void *x, void *y, int6
     if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&b, CUDA_R_16F, (uint64_t)k, (uint64_t)t, k), "layout");
     if (!rc) rc = lt_err(cublasLtMatrixLayoutCreate(&c, ct, (uint64_t)n, (uint64_t)t, n), "layout");
     if (!rc) rc = lt_err(cublasLtMatmulAlgoGetHeuristic(im->lt, im->mm, a, b, c, c, im->pref, max_algos, res, &found), "heuristic");
-    if (!rc) rc = cuda_err(cudaEventCreate(&e0), "event");
-    if (!rc) rc = cuda_err(cudaEventCreate(&e1), "event");
+    if (!rc) rc = qh_cu_be_err(cudaEventCreate(&e0), "event");
+    if (!rc) rc = qh_cu_be_err(cudaEventCreate(&e1), "event");
     float alpha = 1.0f, beta = f32_acc ? 1.0f : 0.0f;
     double flop = 2.0 * (double)t * (double)n * (double)k;
     for (int i = 0; !rc && i < found; i++) {
@@ -239,6 +233,6 @@ int qh_cu_gemm_sweep(qh_cu_gemm *im, const void *w, const void *x, void *y, int6
     if (a) cublasLtMatrixLayoutDestroy(a);
     if (b) cublasLtMatrixLayoutDestroy(b);
     if (c) cublasLtMatrixLayoutDestroy(c);
-    if (!rc) rc = cuda_err(cudaStreamSynchronize(im->stream), "synchronize");
+    if (!rc) rc = qh_cu_be_err(cudaStreamSynchronize(im->stream), "synchronize");
     return rc;
 }
