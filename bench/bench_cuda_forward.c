@@ -34,8 +34,10 @@
  * (cudaMemGetInfo, includes the CUDA context and the pool's cache).
  *
  * --profile: one more pass with per-op device times (CUDA events between ops); with --latency
- *   also one profiled latency call and the device time per call of layer 0's q_proj, gate_proj
- *   and down_proj products at --latency-len tokens.
+ *   also one profiled latency call and the device time per call of layer 0's products at
+ *   --latency-len tokens as the forward pass calls them (q/k/v, o plus residual, gate/up plus
+ *   SwiGLU, down plus residual); for nf4 once per small-batch kernel plan (default, then forced
+ *   splits).
  * --gemm-sweep: the 7B matrix-product shapes at the first batch size, every cuBLASLt
  *   heuristic candidate timed (is the first one, which the backend takes, the fastest?).
  *   --gemm-sustain MS: the same, each candidate timed over MS ms of back-to-back products (the
@@ -247,29 +249,73 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
 
 /* Device time per call of the layer-0 q_proj, gate_proj and down_proj products on t tokens
  * (200 back-to-back calls after 5 warm-up ones; int8 reuses its quantized input). */
-static int linear_bench(qh_backend *be, qh_llama_model *m, int t, const char *vname)
+/* Buffers for one layer's products at t tokens: x [t, hidden], xf [t, ffn], q, k, v, gate, up
+ * and the fp32 residual. */
+enum { LB_X, LB_XF, LB_Q, LB_K, LB_V, LB_G, LB_U, LB_RES, LB_COUNT };
+
+/* One of a layer's products, as the forward pass calls it: q/k/v (linear_qkv), o and down
+ * (linear_add into the fp32 residual), gate/up (linear_swiglu). */
+static int layer_op(qh_backend *be, const qh_llama_layer *L, int op, qh_tensor *b)
 {
-    const qh_tensor *ws[3] = {&m->layers[0].wq, &m->layers[0].w_gate, &m->layers[0].w_down};
-    const char *wn[3] = {"q_proj", "gate_proj", "down_proj"};
-    for (int i = 0; i < 3; i++) {
-        int64_t n = ws[i]->shape[0], k = ws[i]->shape[1];
-        qh_tensor x = qh_tensor_2d(be->act_dtype, t, k), y = qh_tensor_2d(be->act_dtype, t, n);
-        int rc = be->alloc(be, &x);
-        if (!rc) rc = be->alloc(be, &y);
-        if (!rc) rc = qh_cuda_fill(be, &x, 7, 0, 1);
-        for (int r = 0; !rc && r < 5; r++) rc = be->linear(be, &x, ws[i], &y);
-        if (!rc) rc = be->sync(be);
-        double a = now();
-        for (int r = 0; !rc && r < 200; r++) rc = be->linear(be, &x, ws[i], &y);
-        if (!rc) rc = be->sync(be);
-        double us = (now() - a) / 200 * 1e6;
-        if (rc) return rc;
-        double bits = ws[i]->dtype == QH_NF4 ? 4 : ws[i]->dtype == QH_I8 ? 8 : 16;
-        printf("#   %s %s [%d x %lld] x [%lld x %lld]^T: %.1f us per call (%.0f GB/s of codes)\n", vname, wn[i], t,
-               (long long)k, (long long)n, (long long)k, us, (double)n * k * bits / 8 / (us * 1e-6) / 1e9);
-        be->release(be, &x), be->release(be, &y);
+    switch (op) {
+    case 0: return be->linear_qkv(be, &b[LB_X], &L->wq, &L->wk, &L->wv, &b[LB_Q], &b[LB_K], &b[LB_V]);
+    case 1: return be->linear_add(be, &b[LB_X], &L->wo, &b[LB_RES]);
+    case 2: return be->linear_swiglu(be, &b[LB_X], &L->w_gate, &L->w_up, &b[LB_G], &b[LB_U]);
+    default: return be->linear_add(be, &b[LB_XF], &L->w_down, &b[LB_RES]);
     }
-    return QH_OK;
+}
+
+/* Device time per call of layer 0's products at t tokens (200 back-to-back calls after 5), and
+ * GB/s of weights read. With plans (nf4), once per small-batch kernel plan: the default, then
+ * rows 256 / 128 with clusters of 1, 2, 4, 8 splits (where one does not fit, the plain ops run,
+ * marked "-"). */
+static int linear_bench(qh_backend *be, qh_llama_model *m, int t, const char *vname, int plans)
+{
+    const qh_llama_layer *L = &m->layers[0];
+    const int64_t h = m->cfg.hidden_size, f = L->w_gate.shape[0];
+    const qh_tensor *ws[4][3] = {{&L->wq, &L->wk, &L->wv}, {&L->wo}, {&L->w_gate, &L->w_up}, {&L->w_down}};
+    const char *names[4] = {"q/k/v", "o (+res)", "gate/up+SwiGLU", "down (+res)"};
+    const qh_dtype a = be->act_dtype;
+    qh_tensor b[LB_COUNT] = {qh_tensor_2d(a, t, h), qh_tensor_2d(a, t, f), qh_tensor_2d(a, t, L->wq.shape[0]),
+                             qh_tensor_2d(a, t, L->wk.shape[0]), qh_tensor_2d(a, t, L->wv.shape[0]),
+                             qh_tensor_2d(a, t, f), qh_tensor_2d(a, t, f), qh_tensor_2d(QH_F32, t, h)};
+    int rc = QH_OK;
+    for (int i = 0; !rc && i < LB_COUNT; i++) rc = be->alloc(be, &b[i]);
+    if (!rc) rc = qh_cuda_fill(be, &b[LB_X], 7, 0, 1);
+    if (!rc) rc = qh_cuda_fill(be, &b[LB_XF], 8, 0, 1);
+    if (!rc) rc = qh_cuda_fill(be, &b[LB_RES], 9, 0, 1);
+    const int n_plans = plans ? 7 : 1;
+    for (int pl = 0; !rc && pl < n_plans; pl++) {
+        static const int sp[7] = {0, 2, 3, 4, 5, 6, 8};
+        const int rows = pl == 0 ? 0 : 128, splits = sp[pl];
+        if (plans) qh_cuda_set_nf4_small_plan(be, rows, splits);
+        char line[320];
+        int len = pl ? snprintf(line, sizeof line, "#   %s at %d tokens, rows %d splits %d", vname, t, rows, splits)
+                     : snprintf(line, sizeof line, "#   %s at %d tokens, default plan", vname, t);
+        double total = 0;
+        for (int op = 0; !rc && op < 4; op++) {
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(be, &st, 1);
+            for (int r = 0; !rc && r < 5; r++) rc = layer_op(be, L, op, b);
+            if (!rc) rc = be->sync(be);
+            double t0 = now();
+            for (int r = 0; !rc && r < 200; r++) rc = layer_op(be, L, op, b);
+            if (!rc) rc = be->sync(be);
+            double us = (now() - t0) / 200 * 1e6, bytes = 0;
+            qh_cuda_quant_stats_get(be, &st, 1);
+            for (int i = 0; i < 3 && ws[op][i]; i++) {
+                double bits = ws[op][i]->dtype == QH_NF4 ? 4 : ws[op][i]->dtype == QH_I8 ? 8 : 16;
+                bytes += (double)ws[op][i]->shape[0] * ws[op][i]->shape[1] * bits / 8;
+            }
+            total += us;
+            len += snprintf(line + len, sizeof line - (size_t)len, " | %s %.1f us (%.0f GB/s)%s", names[op], us,
+                            bytes / (us * 1e-6) / 1e9, plans && st.nf4_fused == 0 ? " -" : "");
+        }
+        if (!rc) printf("%s | layer %.1f us\n", line, total);
+    }
+    if (plans) qh_cuda_set_nf4_small_plan(be, 0, 0);
+    for (int i = 0; i < LB_COUNT; i++) be->release(be, &b[i]);
+    return rc;
 }
 
 /* One call of run(ctx) with per-op device times, printed under title. */
@@ -522,7 +568,7 @@ int main(int argc, char **argv)
                 if ((rc = profiled(be, m, qh_default_batch_tokens(m), ids, &len, 1, hidden, title)))
                     return qh_report(prog, rc);
             }
-            if (profile && (rc = linear_bench(be, m, lat_len, v->name))) return qh_report(prog, rc);
+            if (profile && (rc = linear_bench(be, m, lat_len, v->name, v->dtype == QH_NF4))) return qh_report(prog, rc);
             double med = median(times, lat_reps);
             printf("# %s, batch-1 latency of one %d-token sequence: median %.3f ms, min %.3f ms over %d calls\n", v->name,
                    lat_len, med * 1e3, times[0] * 1e3, lat_reps);

@@ -71,6 +71,9 @@ struct qh_backend {
     /* Optional fused ops (NULL where a backend has none; the model code then uses the plain
      * ones). y += x w^T, y in fp32 or act_dtype (the residual add inside the matrix product). */
     int (*linear_add)(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y);
+    /* q, k, v = x wq^T, x wk^T, x wv^T, as three linear calls would give them. */
+    int (*linear_qkv)(qh_backend *be, const qh_tensor *x, const qh_tensor *wq, const qh_tensor *wk,
+                      const qh_tensor *wv, qh_tensor *q, qh_tensor *k, qh_tensor *v);
     /* gate = silu(x w_gate^T) * (x w_up^T), the first half of the MLP, as linear, linear and
      * silu_mul would compute it; up [T, F] is scratch the backend may fill with anything. */
     int (*linear_swiglu)(qh_backend *be, const qh_tensor *x, const qh_tensor *w_gate, const qh_tensor *w_up,

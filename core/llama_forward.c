@@ -203,9 +203,13 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
         qh_tensor *x = &v[B_X], *att = &v[B_ATT], *xn = &v[B_XN], *tmp = &v[B_TMP];
         qh_tensor *gate = &v[B_GATE], *up = &v[B_UP];
         TRY(be->rmsnorm(be, x, &L->attn_norm, eps, xn));
-        TRY(be->linear(be, xn, &L->wq, &v[B_Q]));
-        TRY(be->linear(be, xn, &L->wk, &v[B_K]));
-        TRY(be->linear(be, xn, &L->wv, &v[B_V]));
+        if (be->linear_qkv) {
+            TRY(be->linear_qkv(be, xn, &L->wq, &L->wk, &L->wv, &v[B_Q], &v[B_K], &v[B_V]));
+        } else {
+            TRY(be->linear(be, xn, &L->wq, &v[B_Q]));
+            TRY(be->linear(be, xn, &L->wk, &v[B_K]));
+            TRY(be->linear(be, xn, &L->wv, &v[B_V]));
+        }
         if (be->rope_attention) {
             TRY(be->rope_attention(be, &v[B_Q], &v[B_K], &v[B_V], att, &b, c->num_heads, c->num_kv_heads,
                                    c->head_dim, c->rope_theta));

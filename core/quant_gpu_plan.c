@@ -39,32 +39,51 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l)
     return 0;
 }
 
-int qh_nf4_fused_plan_of(int64_t t, int64_t n, int64_t k, int blocksize, int n_sm, qh_nf4_fused_plan *p)
+static size_t nf4_small_smem(int token_tiles, int rows)
+{
+    size_t x = 2 * (size_t)token_tiles * 8 * QH_NF4_SMALL_XLD * 2;
+    size_t main = QH_NF4_SMALL_LUT_BYTES + x + (size_t)rows * QH_NF4_SMALL_AMAX_LD * 4;
+    /* after the main loop the table and x buffers hold the block's partial sums, fp32
+     * [tokens][rows + 4]; they always fit there */
+    return main;
+}
+
+int qh_nf4_small_plan_of(int64_t t, const int64_t *n, int nw, int paired, int64_t k, int blocksize, int n_sm, int rows,
+                         int splits, qh_nf4_small_plan *p)
 {
     memset(p, 0, sizeof *p);
-    if (t < 1 || t > QH_NF4_FUSED_MAX_TOKENS || n < 1 || k < QH_NF4_FUSED_KSTEP || k % QH_NF4_FUSED_KSTEP ||
-        blocksize <= 0 || blocksize % QH_NF4_FUSED_KSTEP || (blocksize & (blocksize - 1)) || k > ((int64_t)1 << 30) ||
-        n > ((int64_t)1 << 31) / (k / QH_NF4_FUSED_KSTEP))
+    if (t < 1 || t > QH_NF4_SMALL_MAX_TOKENS || nw < 1 || nw > QH_NF4_SMALL_MAX_WEIGHTS || (paired && nw != 2) ||
+        k < QH_NF4_SMALL_KSTEP || k % QH_NF4_SMALL_KSTEP || k > ((int64_t)1 << 30) || blocksize <= 0 ||
+        blocksize % QH_NF4_SMALL_KSTEP || (blocksize & (blocksize - 1)))
         return 0;
-    int tiles = (int)((t + 7) / 8);
-    int64_t steps = k / QH_NF4_FUSED_KSTEP;
-    int64_t max_steps = ((int64_t)QH_NF4_FUSED_SMEM / (tiles * 8 * 2) - QH_NF4_FUSED_XPAD) / QH_NF4_FUSED_KSTEP;
-    if (max_steps > QH_NF4_FUSED_MAX_STEPS) max_steps = QH_NF4_FUSED_MAX_STEPS;
-    int64_t groups = (n + QH_NF4_FUSED_ROWS - 1) / QH_NF4_FUSED_ROWS;
-    int64_t want = n_sm > 0 ? (2 * (int64_t)n_sm + groups - 1) / groups : 1;
-    int64_t splits = (steps + max_steps - 1) / max_steps;
-    if (splits < want) splits = want;
-    if (splits > steps) splits = steps;
-    if (splits > 65535) splits = 65535; /* gridDim.y */
-    int64_t per = (steps + splits - 1) / splits;
-    if (per > max_steps) return 0; /* only for k beyond what 65535 splits cover */
-    splits = (steps + per - 1) / per;
-    p->token_tiles = tiles;
-    p->splits = (int)splits;
-    p->kr = (int)(per * QH_NF4_FUSED_KSTEP);
-    p->row_groups = groups;
-    for (int b = blocksize / QH_NF4_FUSED_KSTEP; b > 1; b >>= 1) p->bs_shift++;
-    p->smem = QH_NF4_FUSED_LUT_BYTES + (size_t)QH_NF4_FUSED_ROWS * QH_NF4_FUSED_AMAX_LD * 4 +
-              (size_t)tiles * 8 * (size_t)(p->kr + QH_NF4_FUSED_XPAD) * 2;
+    for (int i = 0; i < nw; i++)
+        if (n[i] < 1 || n[i] > ((int64_t)1 << 31) / (k / QH_NF4_SMALL_KSTEP) || (paired && n[i] != n[0])) return 0;
+    if ((rows && rows != 128 && rows != 256) || (splits && splits > QH_NF4_SMALL_MAX_SPLITS))
+        return 0;
+
+    /* Measured on an H100 at 30 tokens (bench/NOTES.md, session 5): 128 rows per block beat 256
+     * (fewer registers, no spills), and the best number of splits is the one that gives each
+     * multiprocessor about one block: q/k/v 2 (38 us; 3-8: 44-52), gate/up 2 (57; 3-8: 61-80),
+     * o_proj 5-6 (20 us; 2: 26), down_proj 6 (37 us; 8: 46). More splits cost a larger
+     * reduction and larger clusters, fewer of which fit at once. */
+    const int64_t steps = k / QH_NF4_SMALL_KSTEP;
+    const int best_rows = rows ? rows : 128;
+    const int per_tile = paired ? best_rows / 2 : best_rows;
+    int64_t best_tiles = 0;
+    for (int i = 0; i < (paired ? 1 : nw); i++) best_tiles += (n[i] + per_tile - 1) / per_tile;
+    if (best_tiles > 0x7fffffff) return 0;
+    int64_t want = (steps + QH_NF4_SMALL_MAX_STEPS - 1) / QH_NF4_SMALL_MAX_STEPS; /* the fewest that fit */
+    if (n_sm > 0 && want < (n_sm + best_tiles - 1) / best_tiles) want = (n_sm + best_tiles - 1) / best_tiles;
+    if (want > QH_NF4_SMALL_MAX_SPLITS) want = QH_NF4_SMALL_MAX_SPLITS;
+    const int64_t best_splits = splits ? splits : want;
+    if ((steps + best_splits - 1) / best_splits > QH_NF4_SMALL_MAX_STEPS) return 0;
+    int64_t per = (steps + best_splits - 1) / best_splits;
+    p->token_tiles = (int)((t + 7) / 8);
+    p->rows = best_rows;
+    p->splits = (int)((steps + per - 1) / per); /* fewer when the steps run out (a cluster of that size) */
+    p->kr = (int)(per * QH_NF4_SMALL_KSTEP);
+    p->tiles = best_tiles;
+    for (int b = blocksize / QH_NF4_SMALL_KSTEP; b > 1; b >>= 1) p->bs_shift++;
+    p->smem = nf4_small_smem(p->token_tiles, p->rows);
     return 1;
 }

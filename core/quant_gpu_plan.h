@@ -29,34 +29,46 @@ typedef struct {
  * the device can hold (nf4: even cols, blocksize >= 2). */
 int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
 
-/* The fused nf4 kernel for small token counts: 128 weight rows per thread block (8 warps of 16
- * rows, tensor-core mma on fragments looked up from a code-byte table), the input's columns
- * split over `splits` blocks of kr columns (a multiple of 64, at most 16 steps of 64) whose
- * partial sums (fp32 [splits, tokens, rows]) a second kernel adds up. Shared memory per block: the code-byte -> two fp16
- * levels table, one copy per lane (32 KiB, bank-conflict free), the block's absmax values
- * [128][17] fp32, and its x[tokens, kr] slice (rows padded by 4 halves). */
-#define QH_NF4_FUSED_MAX_TOKENS 32
-#define QH_NF4_FUSED_ROWS 128
-#define QH_NF4_FUSED_KSTEP 64
-#define QH_NF4_FUSED_MAX_STEPS 16
-#define QH_NF4_FUSED_SMEM 49152 /* bytes of x staged per block at most */
-#define QH_NF4_FUSED_XPAD 4     /* halves of padding per staged row (bank-conflict free reads) */
-#define QH_NF4_FUSED_LUT_BYTES 32768
-#define QH_NF4_FUSED_AMAX_LD 17 /* floats per row of the absmax tile (bank-conflict free) */
+/* The nf4 product for small token counts (core/cuda/cuda_nf4_small.cu): y = x w^T for up to
+ * QH_NF4_SMALL_MAX_WEIGHTS weights with the same input in one launch (q/k/v), or gate and up as
+ * a pair whose block computes silu(gate) * up directly. A thread block of 8 warps covers `rows`
+ * weight rows (16 or 32 per warp: tensor-core mma on fragments looked up from a code-byte table,
+ * the codes read straight into registers) over kr input columns; the `splits` blocks that share
+ * a row tile form one thread-block cluster and add their partial sums through distributed shared
+ * memory, in split order (no atomics, no second kernel). The input goes through shared memory in
+ * chunks of QH_NF4_SMALL_CHUNK steps of 64 columns, two buffers. Shared memory per block: the
+ * code byte -> two fp16 levels table (one copy per lane: bank-conflict free), the x buffers
+ * ([token_tiles * 8][QH_NF4_SMALL_XLD] fp16 each), the absmax of each row and step of the block
+ * ([rows][QH_NF4_SMALL_AMAX_LD] half2). Two blocks fit on an H100 multiprocessor (83 KB each at
+ * 32 tokens, 125 registers a thread). */
+#define QH_NF4_SMALL_MAX_TOKENS 32
+#define QH_NF4_SMALL_MAX_WEIGHTS 3
+#define QH_NF4_SMALL_KSTEP 64
+#define QH_NF4_SMALL_CHUNK 4      /* steps per staged x chunk */
+#define QH_NF4_SMALL_XLD 264      /* halves per staged x row: 256 + 8 (16-byte rows, bank-conflict free fragments) */
+#define QH_NF4_SMALL_MAX_STEPS 32 /* steps per block (the absmax tile's width) */
+#define QH_NF4_SMALL_AMAX_LD 33   /* half2 per absmax tile row (bank-conflict free) */
+#define QH_NF4_SMALL_MAX_SPLITS 8 /* the portable cluster size */
+#define QH_NF4_SMALL_LUT_BYTES 32768 /* 256 code bytes x 32 lanes x (two fp16 levels) */
 
 typedef struct {
     int token_tiles; /* ceil(tokens / 8): mma n-tiles */
-    int splits;      /* blocks along the input columns */
-    int kr;          /* input columns per split (a multiple of QH_NF4_FUSED_KSTEP; the last may be shorter) */
-    int64_t row_groups;
-    int bs_shift; /* log2(blocksize / 64) */
-    size_t smem;  /* dynamic shared memory per block: table, absmax tile, x slice */
-} qh_nf4_fused_plan;
+    int rows;        /* weight rows per block: 128 (default) or 256 (a pair: half gate, half up) */
+    int splits;      /* blocks along the input columns, 1 to 8: one cluster */
+    int kr;          /* input columns per split, a multiple of 64 (the last split may be shorter) */
+    int bs_shift;    /* log2(blocksize / 64) */
+    int64_t tiles;   /* row tiles over all weights (a pair: of gate rows) */
+    size_t smem;     /* dynamic shared memory per block */
+} qh_nf4_small_plan;
 
-/* Plan y[t, n] = x[t, k] w[n, k]^T for an nf4 weight of the given blocksize on a GPU with n_sm
- * multiprocessors; returns 1, or 0 when the fused kernel does not apply (t outside
- * 1..QH_NF4_FUSED_MAX_TOKENS, k not a multiple of 64, blocksize not 64 times a power of
- * two): the dequantize-and-cuBLAS path then runs. Aims at >= 2 blocks per multiprocessor. */
-int qh_nf4_fused_plan_of(int64_t t, int64_t n, int64_t k, int blocksize, int n_sm, qh_nf4_fused_plan *p);
+/* Plan the product of x[t, k] with nw nf4 weights of n[i] rows (paired: gate and up, nw 2,
+ * equal rows) of the given blocksize on a GPU with n_sm multiprocessors. By default 128 rows per
+ * block and as many splits as fill the multiprocessors once (at least as many as keep each block
+ * within 32 steps, at most 8). rows / splits > 0 force a choice (benchmarks, tests). Returns 1,
+ * or 0 where the kernel does not apply (t outside 1..32, k not a multiple of 64, blocksize not
+ * 64 times a power of two, k beyond 8 blocks of 32 steps, a forced choice that does not fit): the
+ * dequantize-and-cuBLAS path then runs. */
+int qh_nf4_small_plan_of(int64_t t, const int64_t *n, int nw, int paired, int64_t k, int blocksize, int n_sm, int rows,
+                         int splits, qh_nf4_small_plan *p);
 
 #endif

@@ -11,10 +11,11 @@
  *    integer sums are the same numbers; what differs: fp16 output (one rounding, 2^-11) and
  *    the outlier product's weight columns, rounded to fp16 for the tensor cores. Bounds,
  *    norm-wise per row: fp16 output 2e-3; fp32 output 1e-5 without outliers, 1e-3 with.
- *  - nf4 products (fused small-batch kernel, and dequantize + cuBLASLt): reference x times
- *    the fp32 dequantized weight; the GPU rounds each dequantized weight (dequantize path) or
- *    each level (fused kernel) to fp16 (2^-11 relative, ~2.5e-4 norm-wise): fp16 output
- *    2e-3, fp32 output 1e-3.
+ *  - nf4 products (small-batch kernel, and dequantize + cuBLASLt): reference x times the fp32
+ *    dequantized weight; the GPU rounds each dequantized weight to fp16 (dequantize path), or
+ *    the level, the absmax and their product (small-batch kernel) (2^-11 relative each,
+ *    ~5e-4 norm-wise): fp16 output 2e-3, fp32 output 1e-3; the small-batch kernel's q/k/v
+ *    launch the same, its SwiGLU pair 3e-3 (silu(g) * u from fp16 g and u).
  *  - the GPU quantizers (qh_cuda_quantize): the same codes and scales as the CPU's, bit for bit.
  * The whole model, fixtures tests/fixtures/llama/{mha,gqa} quantized with the library here:
  * GPU against the CPU backend running the same quantized file with the same micro-batches.
@@ -384,36 +385,74 @@ typedef struct {
     int bs, dq;
 } nf4_case;
 
-static void check_nf4(pair *b, const nf4_case *cs, uint64_t seed)
+/* A random nf4 weight [n, k] (blocksize bs, double quantization dq) on the host (wh), on the GPU
+ * (wg), and dequantized in fp32 (deq). */
+typedef struct {
+    qh_tensor wh, wg;
+    uint8_t *codes;
+    float *absmax, *nested, *deq;
+    int8_t *qa;
+} nf4_weight;
+
+static void nf4_weight_make(pair *b, uint64_t *rng, int64_t n, int64_t k, int bs, int dq, nf4_weight *o)
 {
-    int64_t t = cs->t, k = cs->k, n = cs->n, nb = (n * k + cs->bs - 1) / cs->bs;
-    uint64_t rng = seed;
-    float *x = normals16(&rng, t * k, 1.0), *w = normals16(&rng, n * k, 0.05), *y0 = normals16(&rng, t * n, 1.0);
-    uint8_t *codes = malloc((size_t)(n * k / 2 + 1));
-    float *absmax = malloc(sizeof(float) * (size_t)nb), *nested = malloc(sizeof(float) * (size_t)(nb / 256 + 1));
-    int8_t *qa = malloc((size_t)nb);
-    float *deq = malloc(sizeof(float) * (size_t)(n * k));
-    assert_true(codes && absmax && nested && qa && deq);
-    assert_int_equal(qh_nf4_quantize(QH_F32, w, n * k, cs->bs, codes, absmax), -1);
-    qh_tensor wh = qh_tensor_2d(QH_NF4, n, k), wg;
-    wh.data = codes, wh.quant.blocksize = cs->bs;
-    if (cs->dq) {
-        qh_nf4_double_quant(absmax, nb, qa, nested, &wh.quant.nested_offset);
-        wh.quant.qabsmax = qa, wh.quant.nested_absmax = nested;
+    int64_t nb = (n * k + bs - 1) / bs;
+    float *w = normals16(rng, n * k, 0.05);
+    o->codes = malloc((size_t)(n * k / 2 + 1));
+    o->absmax = malloc(sizeof(float) * (size_t)nb), o->nested = malloc(sizeof(float) * (size_t)(nb / 256 + 1));
+    o->qa = malloc((size_t)nb);
+    o->deq = malloc(sizeof(float) * (size_t)(n * k));
+    assert_true(o->codes && o->absmax && o->nested && o->qa && o->deq);
+    assert_int_equal(qh_nf4_quantize(QH_F32, w, n * k, bs, o->codes, o->absmax), -1);
+    free(w);
+    o->wh = qh_tensor_2d(QH_NF4, n, k);
+    o->wh.data = o->codes, o->wh.quant.blocksize = bs;
+    if (dq) {
+        qh_nf4_double_quant(o->absmax, nb, o->qa, o->nested, &o->wh.quant.nested_offset);
+        o->wh.quant.qabsmax = o->qa, o->wh.quant.nested_absmax = o->nested;
     } else {
-        wh.quant.scale = absmax;
+        o->wh.quant.scale = o->absmax;
     }
-    qh_nf4_dequantize(&wh, 0, n * k, deq);
-    double *ref = malloc(sizeof(double) * (size_t)(t * n)), *ref_add = malloc(sizeof(double) * (size_t)(t * n));
+    qh_nf4_dequantize(&o->wh, 0, n * k, o->deq);
+    must(b->gpu->weight(b->gpu, &o->wh, &o->wg), "weight");
+}
+
+static void nf4_weight_free(pair *b, nf4_weight *o)
+{
+    b->gpu->release(b->gpu, &o->wg);
+    free(o->codes), free(o->absmax), free(o->nested), free(o->qa), free(o->deq);
+}
+
+/* x[t, k] deq[n, k]^T in float64 */
+static double *ref_product(const float *x, int64_t t, int64_t k, const float *deq, int64_t n)
+{
+    double *ref = malloc(sizeof(double) * (size_t)(t * n));
+    assert_non_null(ref);
     for (int64_t r = 0; r < t; r++)
         for (int64_t j = 0; j < n; j++) {
             double s = 0;
             for (int64_t c = 0; c < k; c++) s += (double)x[r * k + c] * deq[j * k + c];
-            ref[r * n + j] = s, ref_add[r * n + j] = s + y0[r * n + j];
+            ref[r * n + j] = s;
         }
-    must(b->gpu->weight(b->gpu, &wh, &wg), "weight");
-    qh_nf4_fused_plan plan;
-    int fusable = qh_nf4_fused_plan_of(t, n, k, cs->bs, 132, &plan);
+    return ref;
+}
+
+static void check_nf4(pair *b, const nf4_case *cs, uint64_t seed)
+{
+    int64_t t = cs->t, k = cs->k, n = cs->n;
+    uint64_t rng = seed;
+    float *x = normals16(&rng, t * k, 1.0);
+    nf4_weight w;
+    nf4_weight_make(b, &rng, n, k, cs->bs, cs->dq, &w);
+    float *y0 = normals16(&rng, t * n, 1.0);
+    double *ref = ref_product(x, t, k, w.deq, n), *ref_add = malloc(sizeof(double) * (size_t)(t * n));
+    assert_non_null(ref_add);
+    for (int64_t i = 0; i < t * n; i++) ref_add[i] = ref[i] + y0[i];
+    /* the small-batch kernel where it applies, then dequantize + cuBLASLt */
+    int sms = 0;
+    assert_int_equal(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+    qh_nf4_small_plan plan;
+    const int fusable = qh_nf4_small_plan_of(t, &n, 1, 0, k, cs->bs, sms, 0, 0, &plan);
     qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
     for (int fused = 1; fused >= 0; fused--) {
         qh_cuda_set_nf4_fused(b->gpu, fused);
@@ -422,23 +461,94 @@ static void check_nf4(pair *b, const nf4_case *cs, uint64_t seed)
         char what[160], line[200];
         snprintf(what, sizeof what, "nf4 [%lld, %lld] x [%lld, %lld]^T, blocksize %d%s, %s", (long long)t, (long long)k,
                  (long long)n, (long long)k, cs->bs, cs->dq ? " dq" : "",
-                 fused && fusable ? "fused" : "dequantize + cuBLASLt");
-        for (int rep = 0; rep < 2; rep++) { /* twice: the split-sum scratch must be left clean */
+                 fused && fusable ? "small-batch kernel" : "dequantize + cuBLASLt");
+        for (int rep = 0; rep < 2; rep++) {
             snprintf(line, sizeof line, "%s -> f16%s", what, rep ? " (again)" : "");
-            gpu_product(b, &xg, &wg, QH_F16, NULL, ref, t, n, line, 2e-3);
+            gpu_product(b, &xg, &w.wg, QH_F16, NULL, ref, t, n, line, 2e-3);
         }
         snprintf(line, sizeof line, "%s -> f32", what);
-        gpu_product(b, &xg, &wg, QH_F32, NULL, ref, t, n, line, 1e-3);
+        gpu_product(b, &xg, &w.wg, QH_F32, NULL, ref, t, n, line, 1e-3);
         snprintf(line, sizeof line, "%s, f32 +=", what);
-        gpu_product(b, &xg, &wg, QH_F32, y0, ref_add, t, n, line, 1e-3);
+        gpu_product(b, &xg, &w.wg, QH_F32, y0, ref_add, t, n, line, 1e-3);
         qh_cuda_quant_stats_get(b->gpu, &st, 1);
         assert_int_equal(st.nf4_fused, fused && fusable ? 4 : 0);
         assert_int_equal(st.nf4_dequant, fused && fusable ? 0 : 4);
     }
     qh_cuda_set_nf4_fused(b->gpu, 1);
-    cpu_product(b, x, t, k, &wh, ref, n);
-    b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &wg);
-    free(x), free(w), free(y0), free(codes), free(absmax), free(nested), free(qa), free(deq), free(ref), free(ref_add);
+    cpu_product(b, x, t, k, &w.wh, ref, n);
+    b->gpu->release(b->gpu, &xg);
+    nf4_weight_free(b, &w);
+    free(x), free(y0), free(ref), free(ref_add);
+}
+
+/* The small-batch kernel with several weights in one launch (q/k/v: linear_qkv) and with gate
+ * and up as a pair (linear_swiglu), against float64, under every plan it can take (rows per block
+ * 128 / 256, clusters of 1 to 8 splits; where a forced plan does not fit, the plain ops run). */
+static void test_nf4_small_multi(void **state)
+{
+    pair *b = *state;
+    static const struct {
+        int64_t t, k, n[3];
+        int bs, dq;
+    } cases[] = {{30, 1024, {300, 129, 517}, 64, 1}, {1, 4096, {1024, 256, 256}, 64, 0},
+                 {17, 320, {64, 700, 33}, 128, 1},   {33, 128, {40, 8, 8}, 64, 0}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t t = cases[ci].t, k = cases[ci].k;
+        uint64_t rng = 1300 + ci;
+        float *x = normals16(&rng, t * k, 1.0);
+        nf4_weight w[4]; /* q, k, v; w[3]: up beside w[0] as gate */
+        double *ref[4];
+        for (int i = 0; i < 4; i++) {
+            int64_t n = cases[ci].n[i < 3 ? i : 0];
+            nf4_weight_make(b, &rng, n, k, cases[ci].bs, cases[ci].dq, &w[i]);
+            ref[i] = ref_product(x, t, k, w[i].deq, n);
+        }
+        const int64_t ng = cases[ci].n[0];
+        double *ref_sw = malloc(sizeof(double) * (size_t)(t * ng));
+        assert_non_null(ref_sw);
+        for (int64_t i = 0; i < t * ng; i++) ref_sw[i] = ref[0][i] / (1.0 + exp(-ref[0][i])) * ref[3][i];
+        qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+        int ran = 0;
+        for (int plan = 0; plan < 9; plan++) {
+            const int rows = plan == 0 ? 0 : plan <= 4 ? 256 : 128, splits = plan == 0 ? 0 : 1 << ((plan - 1) % 4);
+            qh_cuda_set_nf4_small_plan(b->gpu, rows, splits);
+            qh_nf4_small_plan p;
+            const int fits = qh_nf4_small_plan_of(t, cases[ci].n, 3, 0, k, cases[ci].bs, 132, rows, splits, &p);
+            int64_t npair[2] = {ng, ng};
+            const int fits_pair = qh_nf4_small_plan_of(t, npair, 2, 1, k, cases[ci].bs, 132, rows, splits, &p);
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            qh_tensor y[4];
+            for (int i = 0; i < 4; i++) {
+                y[i] = qh_tensor_2d(QH_F16, t, w[i].wh.shape[0]);
+                must(b->gpu->alloc(b->gpu, &y[i]), "alloc");
+            }
+            must(b->gpu->linear_qkv(b->gpu, &xg, &w[0].wg, &w[1].wg, &w[2].wg, &y[0], &y[1], &y[2]), "linear_qkv");
+            char what[160];
+            for (int i = 0; i < 3; i++) {
+                float *got = from_be(b->gpu, &y[i]);
+                snprintf(what, sizeof what, "nf4 q/k/v %d of [%lld, %lld], rows %d, splits %d (%s)", i, (long long)t,
+                         (long long)k, rows, splits, fits ? "one launch" : "plain products");
+                bound(what, worst_row_err(got, ref[i], t, w[i].wh.shape[0]), 2e-3);
+                free(got);
+            }
+            must(b->gpu->linear_swiglu(b->gpu, &xg, &w[0].wg, &w[3].wg, &y[0], &y[3]), "linear_swiglu");
+            float *got = from_be(b->gpu, &y[0]);
+            snprintf(what, sizeof what, "nf4 SwiGLU [%lld, %lld] -> %lld, rows %d, splits %d (%s)", (long long)t,
+                     (long long)k, (long long)ng, rows, splits, fits_pair ? "paired" : "plain ops");
+            bound(what, worst_row_err(got, ref_sw, t, ng), 3e-3);
+            free(got);
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            assert_int_equal(st.nf4_fused, (fits ? 3 : 0) + (fits_pair ? 2 : 0));
+            ran += fits + fits_pair;
+            for (int i = 0; i < 4; i++) b->gpu->release(b->gpu, &y[i]);
+        }
+        if (t <= QH_NF4_SMALL_MAX_TOKENS) assert_true(ran > 0);
+        qh_cuda_set_nf4_small_plan(b->gpu, 0, 0);
+        b->gpu->release(b->gpu, &xg);
+        for (int i = 0; i < 4; i++) nf4_weight_free(b, &w[i]), free(ref[i]);
+        free(ref_sw), free(x);
+    }
 }
 
 static void test_nf4_products(void **state)
@@ -824,7 +934,8 @@ int main(void)
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
         cmocka_unit_test(test_int8_swiglu_codes),
         cmocka_unit_test(test_int8_input_codes),
-        cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_prefetch),
+        cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_small_multi),
+        cmocka_unit_test(test_nf4_prefetch),
         cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
     };
     return cmocka_run_group_tests(tests, tu_cpu_cuda_setup, tu_cpu_cuda_teardown);

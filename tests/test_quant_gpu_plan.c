@@ -1,4 +1,4 @@
-/* The CUDA backend's quantized-weight layouts and fused-kernel launch plans
+/* The CUDA backend's quantized-weight layouts and small-batch kernel launch plans
  * (core/quant_gpu_plan.c): pure host arithmetic, checked without a GPU. */
 #include "testutil.h"
 
@@ -103,59 +103,93 @@ static void test_nf4_layout(void **state)
     assert_int_equal(qh_quant_dev_layout_of(&w, &l), -1);
 }
 
-static void test_fused_plan(void **state)
+static void test_small_plan(void **state)
 {
     (void)state;
     static const int64_t ns[] = {1, 7, 64, 127, 128, 129, 517, 4096, 11008};
-    static const int64_t ks[] = {64, 128, 1024, 4096, 10240, 11008, 64000};
+    static const int64_t ks[] = {64, 128, 1024, 4096, 10240, 11008, 16384};
     static const int sms[] = {1, 8, 132};
     int checked = 0;
-    for (int t = 1; t <= QH_NF4_FUSED_MAX_TOKENS; t++)
+    for (int t = 1; t <= QH_NF4_SMALL_MAX_TOKENS; t++)
         for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
             for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
-                for (size_t c = 0; c < sizeof sms / sizeof sms[0]; c++) {
-                    int64_t n = ns[a], k = ks[b];
-                    qh_nf4_fused_plan p;
-                    assert_int_equal(qh_nf4_fused_plan_of(t, n, k, 64, sms[c], &p), 1);
-                    assert_int_equal(p.token_tiles, (t + 7) / 8);
-                    assert_true(p.kr >= QH_NF4_FUSED_KSTEP && p.kr % QH_NF4_FUSED_KSTEP == 0);
-                    assert_true(p.splits >= 1 && (int64_t)(p.splits - 1) * p.kr < k && (int64_t)p.splits * p.kr >= k);
-                    assert_int_equal(p.row_groups, (n + QH_NF4_FUSED_ROWS - 1) / QH_NF4_FUSED_ROWS);
-                    size_t xs = (size_t)p.token_tiles * 8 * (size_t)(p.kr + QH_NF4_FUSED_XPAD) * 2;
-                    assert_true(xs <= QH_NF4_FUSED_SMEM);
-                    assert_true(p.kr / QH_NF4_FUSED_KSTEP <= QH_NF4_FUSED_MAX_STEPS);
-                    assert_int_equal(p.smem, QH_NF4_FUSED_LUT_BYTES + QH_NF4_FUSED_ROWS * QH_NF4_FUSED_AMAX_LD * 4 + xs);
-                    assert_int_equal(p.bs_shift, 0);
-                    /* enough blocks for the machine where the columns allow: at least half the aim */
-                    int64_t steps = k / QH_NF4_FUSED_KSTEP, want = (2 * sms[c] + p.row_groups - 1) / p.row_groups;
-                    assert_true(2 * (int64_t)p.splits >= (steps < want ? steps : want));
-                    checked++;
-                }
+                for (size_t c = 0; c < sizeof sms / sizeof sms[0]; c++)
+                    for (int form = 0; form < 3; form++) { /* one weight, q/k/v (n, n/2, n/2), a pair */
+                        int64_t k = ks[b], n[3] = {ns[a], (ns[a] + 1) / 2, (ns[a] + 1) / 2};
+                        int nw = form == 1 ? 3 : form == 2 ? 2 : 1, paired = form == 2;
+                        if (paired) n[1] = n[0];
+                        qh_nf4_small_plan p;
+                        assert_int_equal(qh_nf4_small_plan_of(t, n, nw, paired, k, 64, sms[c], 0, 0, &p), 1);
+                        assert_int_equal(p.token_tiles, (t + 7) / 8);
+                        assert_int_equal(p.rows, 128);
+                        assert_true(p.kr >= QH_NF4_SMALL_KSTEP && p.kr % QH_NF4_SMALL_KSTEP == 0);
+                        assert_true(p.kr / QH_NF4_SMALL_KSTEP <= QH_NF4_SMALL_MAX_STEPS);
+                        assert_true(p.splits >= 1 && p.splits <= QH_NF4_SMALL_MAX_SPLITS);
+                        assert_true((int64_t)(p.splits - 1) * p.kr < k && (int64_t)p.splits * p.kr >= k);
+                        int64_t tiles = 0, per = paired ? p.rows / 2 : p.rows;
+                        for (int i = 0; i < (paired ? 1 : nw); i++) tiles += (n[i] + per - 1) / per;
+                        assert_int_equal(p.tiles, tiles);
+                        /* splits: about one block per multiprocessor where the columns allow, never
+                         * more than needed for that */
+                        int64_t steps = k / 64, fill = (sms[c] + tiles - 1) / tiles;
+                        if (fill > 8) fill = 8;
+                        if (fill < (steps + 31) / 32) fill = (steps + 31) / 32;
+                        if (fill > steps) fill = steps;
+                        assert_true(p.splits <= fill);
+                        assert_true(2 * p.splits > fill);
+                        size_t x = 2 * (size_t)p.token_tiles * 8 * QH_NF4_SMALL_XLD * 2;
+                        assert_int_equal(p.smem, QH_NF4_SMALL_LUT_BYTES + x + (size_t)p.rows * QH_NF4_SMALL_AMAX_LD * 4);
+                        /* two blocks per multiprocessor (228 KiB, 1 KiB reserved per block), and the
+                         * partial sums [tokens][rows + 4] fp32 fit over the table and x buffers */
+                        assert_true(2 * (p.smem + 1024 + 128) <= 228 * 1024);
+                        assert_true((size_t)p.token_tiles * 8 * (size_t)(p.rows + 4) * 4 <= QH_NF4_SMALL_LUT_BYTES + x);
+                        assert_int_equal(p.bs_shift, 0);
+                        checked++;
+                    }
     printf("# %d plans checked\n", checked);
-    /* the 7B shapes at 30 tokens on an H100 */
-    qh_nf4_fused_plan p;
-    assert_int_equal(qh_nf4_fused_plan_of(30, 4096, 4096, 64, 132, &p), 1);
-    assert_int_equal(p.token_tiles, 4);
-    assert_int_equal(p.splits, 8);
-    assert_int_equal(p.kr, 512);
-    assert_int_equal(qh_nf4_fused_plan_of(1, 4096, 11008, 64, 132, &p), 1);
-    assert_int_equal(p.token_tiles, 1);
-    assert_int_equal(p.splits, 11); /* at most 16 steps of 64 columns per block: 172 steps in 11 */
-    assert_int_equal(p.kr, 1024);
-    assert_int_equal(qh_nf4_fused_plan_of(30, 11008, 4096, 64, 132, &p), 1);
-    assert_int_equal(p.splits, 6); /* shared memory bounds kr at 704: 64 steps of 64 in 6 splits of 11 */
-    assert_int_equal(p.kr, 704);
-    /* not for it: too many tokens, columns or blocks not multiples of 64 */
-    assert_int_equal(qh_nf4_fused_plan_of(0, 64, 64, 64, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(33, 64, 64, 64, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 96, 64, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 128, 32, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 32, 64, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 0, 64, 64, 132, &p), 0);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 384, 192, 132, &p), 0); /* blocksize not 64 x 2^j */
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 256, 128, 132, &p), 1);
+    /* the 7B shapes at 30 tokens on an H100 (132 multiprocessors) */
+    qh_nf4_small_plan p;
+    const int64_t qkv[3] = {4096, 4096, 4096}, gu[2] = {11008, 11008}, h[1] = {4096};
+    assert_int_equal(qh_nf4_small_plan_of(30, qkv, 3, 0, 4096, 64, 132, 0, 0, &p), 1);
+    assert_int_equal(p.rows, 128), assert_int_equal(p.splits, 2), assert_int_equal(p.kr, 2048);
+    assert_int_equal(p.tiles, 96);
+    assert_int_equal(qh_nf4_small_plan_of(30, gu, 2, 1, 4096, 64, 132, 0, 0, &p), 1);
+    assert_int_equal(p.rows, 128), assert_int_equal(p.splits, 2), assert_int_equal(p.tiles, 172);
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 0, 0, &p), 1); /* o_proj */
+    assert_int_equal(p.splits, 5), assert_int_equal(p.kr, 13 * 64), assert_int_equal(p.tiles, 32);
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 11008, 64, 132, 0, 0, &p), 1); /* down_proj */
+    assert_int_equal(p.splits, 6); /* 172 steps of 64 columns in 6 blocks of at most 29 */
+    assert_int_equal(p.kr, 29 * 64);
+    /* a forced plan is taken, or refused where it cannot be */
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 256, 3, &p), 1);
+    assert_int_equal(p.rows, 256);
+    assert_int_equal(p.splits, 3);
+    assert_int_equal(p.kr, 22 * 64);
+    assert_int_equal(p.tiles, 16);
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 256, 1, &p), 0); /* 64 steps in one block */
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 64, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 0, 9, &p), 0);
+    /* fewer splits than asked when the steps run out: 3 steps in splits of 1 */
+    assert_int_equal(qh_nf4_small_plan_of(8, h, 1, 0, 192, 64, 132, 0, 4, &p), 1);
+    assert_int_equal(p.splits, 3);
+    assert_int_equal(p.kr, 64);
+    /* not for it: too many tokens, columns or blocks not multiples of 64, more columns than 8
+     * blocks of 32 steps, unequal pairs, more than three weights */
+    const int64_t n64[3] = {64, 64, 64}, odd[2] = {64, 65}, zero[1] = {0};
+    assert_int_equal(qh_nf4_small_plan_of(0, n64, 1, 0, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(33, n64, 1, 0, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 96, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 128, 32, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 32, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, zero, 1, 0, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 384, 192, 132, 0, 0, &p), 0); /* blocksize not 64 x 2^j */
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 16384 + 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, odd, 2, 1, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 3, 1, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 4, 0, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 256, 128, 132, 0, 0, &p), 1);
     assert_int_equal(p.bs_shift, 1);
-    assert_int_equal(qh_nf4_fused_plan_of(8, 64, 1024, 256, 132, &p), 1);
+    assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 1024, 256, 132, 0, 0, &p), 1);
     assert_int_equal(p.bs_shift, 2);
 }
 
@@ -164,7 +198,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int8_layout),
         cmocka_unit_test(test_nf4_layout),
-        cmocka_unit_test(test_fused_plan),
+        cmocka_unit_test(test_small_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

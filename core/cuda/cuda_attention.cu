@@ -20,6 +20,7 @@
  * Why not cuDNN's SDPA: attention is a few percent of the TweetEval forward pass (the matrix
  * products are the rest; see bench/NOTES.md for the measured share), and this kernel reads q,
  * k, v and writes the output once, so the most any other kernel could save is that share. */
+#include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
 #include <cuda_fp16.h>
@@ -146,6 +147,7 @@ __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict_
                                                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int kt,
                                                        float scale, bool rope, qh_cuda_rope_tab tab)
 {
+    qh_pdl_trigger(); /* the o_proj product may load its weights meanwhile */
     constexpr int ND = HD / 16;
     extern __shared__ __align__(128) unsigned char smem[];
     const int QB = 16 * (int)(blockDim.x >> 5);

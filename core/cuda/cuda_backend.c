@@ -635,13 +635,35 @@ static int cu_silu_mul(qh_backend *be, const qh_tensor *gate, const qh_tensor *u
     return rc;
 }
 
+/* nf4 weights and few tokens: the three products in one launch of the small-batch kernel;
+ * otherwise three plain products. */
+static int cu_linear_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *wq, const qh_tensor *wk,
+                         const qh_tensor *wv, qh_tensor *q, qh_tensor *k, qh_tensor *v)
+{
+    const qh_tensor *w[3] = {wq, wk, wv};
+    qh_tensor *y[3] = {q, k, v};
+    int rc = qh_cu_quant_nf4_multi(be, x, w, y, 3, 0);
+    if (rc != 1) return rc;
+    rc = cu_linear(be, x, wq, q);
+    if (!rc) rc = cu_linear(be, x, wk, k);
+    if (!rc) rc = cu_linear(be, x, wv, v);
+    return rc;
+}
+
 /* int8 weights: both products' int32 sums go straight into the SwiGLU kernel (cuda_quant_int8.c),
- * which saves writing and reading back the fp16 gate and up; otherwise the three plain ops. */
+ * which saves writing and reading back the fp16 gate and up; nf4 weights and few tokens: the
+ * small-batch kernel with the SwiGLU in its epilogue; otherwise the three plain ops. */
 static int cu_linear_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *w_gate, const qh_tensor *w_up,
                             qh_tensor *gate, qh_tensor *up)
 {
     if (w_gate->dtype == QH_I8 && w_up->dtype == QH_I8 && qh_tensor_is_quantized(w_gate) && qh_tensor_is_quantized(w_up)) {
         int rc = qh_cu_quant_swiglu(be, x, w_gate, w_up, gate, up);
+        if (rc != 1) return rc;
+    }
+    if (w_gate->dtype == QH_NF4 && w_up->dtype == QH_NF4) {
+        const qh_tensor *w[2] = {w_gate, w_up};
+        qh_tensor *y[2] = {gate, up};
+        int rc = qh_cu_quant_nf4_multi(be, x, w, y, 2, 1);
         if (rc != 1) return rc;
     }
     int rc = cu_linear(be, x, w_gate, gate);
@@ -836,6 +858,7 @@ int qh_cuda_backend_create(qh_backend **out)
     be->rope_attention = cu_rope_attention;
     be->silu_mul = cu_silu_mul;
     be->linear_swiglu = cu_linear_swiglu;
+    be->linear_qkv = cu_linear_qkv;
     be->add = cu_add;
     be->gather_rows = cu_gather_rows;
     *out = be;

@@ -3,8 +3,36 @@
 #ifndef QHEAD_CUDA_DEVICE_MATH_CUH
 #define QHEAD_CUDA_DEVICE_MATH_CUH
 
+#include "cuda_internal.h"
+
 #include <cuda_fp16.h>
 #include <stdint.h>
+
+/* An nf4 block's absmax, as qh_nf4_absmax: with double quantization q * (nested / 127) +
+ * offset, each step rounded. */
+__device__ __forceinline__ float qh_nf4_scale(const qh_cu_nf4 &w, int64_t b)
+{
+    if (!w.qabsmax) return w.absmax[b];
+    return __fadd_rn(__fmul_rn((float)w.qabsmax[b], __fdiv_rn(w.nested[b >> w.nested_shift], 127.0f)), w.offset);
+}
+
+/* Programmatic dependent launch (Hopper): a kernel may let the next kernel in the stream start
+ * before it ends (qh_pdl_trigger, at its start), and a kernel launched with the
+ * programmatic-serialization attribute does everything that does not read its predecessor's
+ * output (weights, tables) first, then waits for it (qh_pdl_wait: the predecessor has finished
+ * and its writes are visible). Both are no-ops where nothing asks for them. */
+__device__ __forceinline__ void qh_pdl_trigger()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void qh_pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
 
 /* SwiGLU of one element: silu(g) * u. */
 __device__ __forceinline__ float qh_silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }

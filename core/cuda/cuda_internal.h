@@ -100,11 +100,25 @@ typedef struct {
 /* out[i] = fp16(level[code first + i] * absmax(block of first + i)) for i in [0, n) of the
  * flattened weight (first even). */
 int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t first, int64_t n, void *out);
-/* The fused small-batch product (../quant_gpu_plan.h): y[t, n] (+)= x[t, k] w[n, k]^T, y fp16
- * or fp32. With splits > 1 each split writes its partial sums to scratch (fp32 [splits, t, n])
- * and a second kernel adds them into y. */
-int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
-                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate, float *scratch);
+/* The small-batch product (cuda_nf4_small.cu, plan in ../quant_gpu_plan.h): for each weight i
+ * y[i][t, n[i]] (+)= x[t, k] w[i][n[i], k]^T, y fp16 or fp32 (y_type); paired: y[0] =
+ * silu(x w[0]^T) * (x w[1]^T) in fp16, as the plain products (fp16) and silu_mul give it. x
+ * 8-byte aligned, codes 8-byte aligned rows (k a multiple of 64). Needs compute capability 9
+ * (clusters). */
+typedef struct {
+    qh_cu_nf4 w[3];
+    int64_t n[3];
+    void *y[3];
+    int nw, paired;
+    const void *x;
+    int64_t t, k;
+    int token_tiles, rows, splits, kr, bs_shift; /* the plan */
+    int64_t tiles;
+    size_t smem;
+    int y_type, accumulate;
+    float levels[16]; /* the NF4 levels */
+} qh_cu_nf4_small_job;
+int qh_cu_nf4_small(cudaStream_t s, const qh_cu_nf4_small_job *job);
 
 /* Quantizers on the device (bench/test helpers; same codes as ../quant_int8.c and
  * ../quant_nf4.c): w fp16. int8 writes q[rows_pad, kp] (caller zeroes) and scb[rows]; nf4

@@ -106,6 +106,7 @@ __device__ __forceinline__ float4 rms_apply4(float4 v, float4 g, float scale)
 __global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int ot,
                                int64_t h, bool vec)
 {
+    qh_pdl_trigger(); /* the product after the norm may load its weights meanwhile */
     __shared__ float part[32];
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, vec, eps, part);
@@ -125,6 +126,7 @@ template <int NV>
 __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, float eps, void *out, int64_t h,
                                   int8_t *xq, float *sx, int64_t kp)
 {
+    qh_pdl_trigger();
     __shared__ float part[32];
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, true, eps, part);

@@ -46,6 +46,7 @@ int qh_cu_q_state(qh_backend *be, struct qh_cu_quant **out)
     }
     q->chunk = INT8_CHUNK_DEFAULT;
     q->part_bytes = NF4_PART_BYTES_DEFAULT;
+    q->small_cc = -1;
     *slot = *out = q;
     return QH_OK;
 }
@@ -56,7 +57,7 @@ void qh_cu_quant_free(qh_backend *be)
     if (!q) return;
     if (q->side) cudaStreamSynchronize(q->side);
     qh_cu_dbuf *bufs[] = {&q->xq, &q->xo, &q->sx, &q->flags, &q->idx, &q->mdev, &q->wo,
-                    &q->acc, &q->acc2, &q->yo, &q->deq[0], &q->deq[1], &q->fscratch};
+                    &q->acc, &q->acc2, &q->yo, &q->deq[0], &q->deq[1]};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qh_cu_be_free(be, bufs[i]->p, bufs[i]->cap);
     if (q->m_host) cudaFreeHost(q->m_host);
     for (int i = 0; i < 2; i++) {
@@ -188,10 +189,10 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
     return rc;
 }
 
-int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, int accumulate)
+/* The operands of a quantized product: QH_OK, or the error (internal, or fp32 activations). */
+static int quant_operands(const char *op, const qh_tensor *x, const qh_tensor *w, const qh_tensor *y)
 {
     int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n = w->ndim == 2 ? w->shape[0] : -1;
-    const char *op = accumulate ? "linear_add" : "linear";
     char a[64], b[64];
     if (w->ndim != 2 || w->shape[1] != k || w->device != QH_DEVICE_CUDA)
         return qh_fail(QH_ESYS, "%s: internal error: quantized weight %s does not match input %s", op,
@@ -202,13 +203,36 @@ int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, q
     if ((y->dtype != QH_F16 && y->dtype != QH_F32) || qh_tensor_rows(y) != t || qh_tensor_cols(y) != n)
         return qh_fail(QH_ESYS, "%s: internal error: output %s %s, expected [%lld, %lld]", op, qh_dtype_name(y->dtype),
                        qh_shape_str(y, a, sizeof a), (long long)t, (long long)n);
+    return QH_OK;
+}
+
+int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, int accumulate)
+{
+    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n = w->ndim == 2 ? w->shape[0] : -1;
+    int rc = quant_operands(accumulate ? "linear_add" : "linear", x, w, y);
     struct qh_cu_quant *q;
-    int rc = qh_cu_q_state(be, &q);
+    if (!rc) rc = qh_cu_q_state(be, &q);
     if (rc || t == 0 || n == 0) return rc;
     int kind = accumulate ? (k > n ? QH_CUDA_OP_GEMM_DOWN : QH_CUDA_OP_GEMM_O)
                           : (n > k ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
-    if (w->dtype == QH_NF4) return qh_cu_nf4_linear(be, q, x, w, y, t, k, n, accumulate, kind);
+    if (w->dtype == QH_NF4) return qh_cu_nf4_linear(be, q, x, w, y, accumulate, kind);
     return qh_cu_i8_linear(be, q, x, w, y, t, k, n, accumulate, kind);
+}
+
+int qh_cu_quant_nf4_multi(qh_backend *be, const qh_tensor *x, const qh_tensor *const *w, qh_tensor *const *y, int nw,
+                          int paired)
+{
+    for (int i = 0; i < nw; i++)
+        if (w[i]->dtype != QH_NF4 || !qh_tensor_is_quantized(w[i])) return 1;
+    int rc = QH_OK;
+    for (int i = 0; !rc && i < nw; i++) rc = quant_operands(paired ? "linear_swiglu" : "linear", x, w[i], y[i]);
+    if (rc) return rc;
+    if (paired && (nw != 2 || w[0]->shape[0] != w[1]->shape[0])) return 1;
+    struct qh_cu_quant *q;
+    if ((rc = qh_cu_q_state(be, &q)) || qh_tensor_rows(x) == 0) return rc;
+    rc = qh_cu_nf4_small_run(be, q, x, w, y, nw, paired, 0);
+    if (rc != 1) qh_cu_be_mark(be, paired ? QH_CUDA_OP_GEMM_GATE_UP : QH_CUDA_OP_GEMM_QKV);
+    return rc;
 }
 
 /* ---- statistics and knobs ----------------------------------------------------------------- */

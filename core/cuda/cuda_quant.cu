@@ -10,12 +10,7 @@
  * the same fp32 input gives the same codes.
  *
  * nf4: large batches dequantize the weight to fp16(level * absmax) (nf4_dequant) for
- * cuBLASLt; up to 32 tokens nf4_fused reads the 4-bit codes once and multiplies on tensor cores
- * (mma.sync m16n8k16): each thread turns its code bytes into A fragments with one table
- * look-up per byte (two fp16 levels), the products of each 64-column step (one absmax block
- * per row) are scaled by the absmax in fp32 afterwards. A thread's fragment columns are a
- * permutation of 16 consecutive input columns (its 8 code bytes), and the x fragments it loads
- * from shared memory follow the same permutation, so the sum over the columns is unchanged. */
+ * cuBLASLt; up to 32 tokens the product reads the 4-bit codes once (cuda_nf4_small.cu). */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
@@ -245,13 +240,6 @@ __global__ void i8_gemm_simple_kernel(const int8_t *w, const int8_t *xq, int32_t
 
 /* ---- nf4 ---------------------------------------------------------------------------------------- */
 
-/* As qh_nf4_absmax: q * (nested / 127) + offset, each step rounded. */
-__device__ __forceinline__ float nf4_scale(const qh_cu_nf4 &w, int64_t b)
-{
-    if (!w.qabsmax) return w.absmax[b];
-    return __fadd_rn(__fmul_rn((float)w.qabsmax[b], __fdiv_rn(w.nested[b >> w.nested_shift], 127.0f)), w.offset);
-}
-
 __device__ __forceinline__ unsigned nf4_pair(const float *lv, unsigned byte, float a)
 {
     __half2 h = __floats2half2_rn(__fmul_rn(lv[byte >> 4], a), __fmul_rn(lv[byte & 15], a));
@@ -272,7 +260,7 @@ __global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t first, int64_t n, __half
         uint4 *o4 = reinterpret_cast<uint4 *>(out);
         for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n / 8; i += (int64_t)gridDim.x * blockDim.x) {
             const uint32_t u = __ldcs(cw + i);
-            const float a = nf4_scale(w, (first + i * 8) >> w.blocksize_shift);
+            const float a = qh_nf4_scale(w, (first + i * 8) >> w.blocksize_shift);
             uint4 o;
             o.x = nf4_pair(lv, u & 0xff, a);
             o.y = nf4_pair(lv, (u >> 8) & 0xff, a);
@@ -284,185 +272,7 @@ __global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t first, int64_t n, __half
         for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
             const int64_t e = first + i;
             unsigned b = w.codes[e >> 1], c = (e & 1) ? (b & 15) : (b >> 4);
-            out[i] = __float2half_rn(__fmul_rn(lv[c], nf4_scale(w, e / w.blocksize)));
-        }
-    }
-}
-
-__device__ __forceinline__ void mma16816(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
-                                         unsigned b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* c = a b (no accumulator in) */
-__device__ __forceinline__ void mma16816_first(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                               unsigned b0, unsigned b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%10,%10,%10,%10};\n"
-                 : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "f"(0.f));
-}
-
-__device__ __forceinline__ void cp_async8(void *dst, const void *src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
-}
-
-constexpr int FUSED_XPAD = 4; /* QH_NF4_FUSED_XPAD */
-constexpr int FUSED_ROWS = 128;
-constexpr int FUSED_LUT_WORDS = 256 * 32;
-constexpr int FUSED_AMAX_LD = 17;
-
-/* Block (row group blockIdx.x, column split blockIdx.y), 8 warps of 16 weight rows. Shared
- * memory: lut[byte][lane] = (fp16 level of the high nibble, of the low nibble), one copy per
- * lane so that 32 random look-ups hit 32 banks; amx[row][step] the block's absmax values
- * (double quantization decoded once here); xs[8 NT][kr + 4] the input slice (cp.async).
- * Per 64 columns a thread loads 8 code bytes of rows g and g+8 (byte p: columns 16q + 2p, +1),
- * looks up its A fragments, runs 4 k-steps x NT token tiles of mma on the bare levels, and
- * adds the result times the rows' absmax to its accumulators. */
-template <int NT>
-__global__ void __launch_bounds__(256, 2) nf4_fused_kernel(qh_cu_nf4 w, const __half *__restrict__ x, int t,
-                                                           int64_t n, int64_t k, int kr, int splits, int bs_shift,
-                                                           void *y, int y_type, int accumulate, float *scratch)
-{
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    uint32_t *lut = reinterpret_cast<uint32_t *>(smem_raw);
-    float *amx = reinterpret_cast<float *>(smem_raw + FUSED_LUT_WORDS * 4);
-    __half *xs = reinterpret_cast<__half *>(smem_raw + FUSED_LUT_WORDS * 4 + FUSED_ROWS * FUSED_AMAX_LD * 4);
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
-    const int64_t kb = (int64_t)blockIdx.y * kr;
-    const int klen = (int)(k - kb < kr ? k - kb : kr), steps = klen / 64, ld = kr + FUSED_XPAD;
-    const int64_t r0 = (int64_t)blockIdx.x * FUSED_ROWS;
-
-    /* x slice: asynchronous copies, in flight while the rest is set up */
-    const int per_row = klen / 4;
-    for (int i = tid; i < NT * 8 * per_row; i += blockDim.x) {
-        int r = i / per_row, c = (i - r * per_row) * 4;
-        if (r < t) cp_async8(xs + r * ld + c, x + (int64_t)r * k + kb + c);
-        else *reinterpret_cast<uint2 *>(xs + r * ld + c) = make_uint2(0, 0);
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-
-    const int64_t row_lo = r0 + warp * 16 + g, row_hi = row_lo + 8;
-    const bool ok_lo = row_lo < n, ok_hi = row_hi < n;
-    const uint8_t *cl = w.codes + (ok_lo ? row_lo : 0) * (k / 2) + kb / 2 + 8 * q;
-    const uint8_t *ch = w.codes + (ok_hi ? row_hi : 0) * (k / 2) + kb / 2 + 8 * q;
-    uint2 wl[4], wh[4];
-    auto load_group = [&](int s0) {
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            wl[u] = wh[u] = make_uint2(0, 0);
-            if (s0 + u < steps) {
-                if (ok_lo) wl[u] = __ldcs(reinterpret_cast<const uint2 *>(cl + (s0 + u) * 32));
-                if (ok_hi) wh[u] = __ldcs(reinterpret_cast<const uint2 *>(ch + (s0 + u) * 32));
-            }
-        }
-    };
-    load_group(0);
-
-    /* the table: word j*32 + l holds byte j's pair (j uniform across a warp: constant-cache hits) */
-    for (int i = 0; i < FUSED_LUT_WORDS / 256; i++) {
-        const int word = tid + 256 * i, e = word >> 5;
-        __half2 h = __floats2half2_rn(c_levels[e >> 4], c_levels[e & 15]);
-        lut[word] = *reinterpret_cast<unsigned *>(&h);
-    }
-    /* absmax of (row, step): block (row * k/64 + kb/64 + step) >> bs_shift */
-    for (int i = tid; i < FUSED_ROWS * steps; i += blockDim.x) {
-        const int row = i / steps, st = i - row * steps;
-        const int64_t r = r0 + row;
-        float a = 0.f;
-        if (r < n) a = nf4_scale(w, (r * (k >> 6) + (kb >> 6) + st) >> bs_shift);
-        amx[row * FUSED_AMAX_LD + st] = a;
-    }
-    asm volatile("cp.async.wait_all;\n" ::);
-    __syncthreads();
-
-    const uint32_t *my_lut = lut + lane;
-    const float *amx_lo = amx + (warp * 16 + g) * FUSED_AMAX_LD, *amx_hi = amx_lo + 8 * FUSED_AMAX_LD;
-    float acc[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-
-    for (int s0 = 0; s0 < steps; s0 += 4) {
-        uint2 cwl[4], cwh[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) cwl[u] = wl[u], cwh[u] = wh[u];
-        if (s0 + 4 < steps) load_group(s0 + 4); /* in flight while this group multiplies */
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int st = s0 + u;
-            if (st >= steps) break;
-            const __half *xb = xs + st * 64 + 16 * q;
-            float tmp[NT][4];
-#pragma unroll
-            for (int s = 0; s < 4; s++) {
-                const unsigned lw = s < 2 ? cwl[u].x : cwl[u].y, hw = s < 2 ? cwh[u].x : cwh[u].y;
-                const int sh = (s & 1) * 16;
-                const unsigned a0 = my_lut[((lw >> sh) & 0xff) << 5], a2 = my_lut[((lw >> (sh + 8)) & 0xff) << 5];
-                const unsigned a1 = my_lut[((hw >> sh) & 0xff) << 5], a3 = my_lut[((hw >> (sh + 8)) & 0xff) << 5];
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    const uint2 bv = *reinterpret_cast<const uint2 *>(xb + (nt * 8 + g) * ld + 4 * s);
-                    if (s == 0) mma16816_first(tmp[nt], a0, a1, a2, a3, bv.x, bv.y);
-                    else mma16816(tmp[nt], a0, a1, a2, a3, bv.x, bv.y);
-                }
-            }
-            const float alo = amx_lo[st], ahi = amx_hi[st];
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                acc[nt][0] = fmaf(tmp[nt][0], alo, acc[nt][0]);
-                acc[nt][1] = fmaf(tmp[nt][1], alo, acc[nt][1]);
-                acc[nt][2] = fmaf(tmp[nt][2], ahi, acc[nt][2]);
-                acc[nt][3] = fmaf(tmp[nt][3], ahi, acc[nt][3]);
-            }
-        }
-    }
-
-    /* acc[nt]: (row_lo, tokens 8nt + 2q, +1), (row_hi, same tokens). One split: y directly.
-     * Several: this split's partial sums go to part[split][token][row] with plain stores (rows
-     * of 8 consecutive floats per warp store), and nf4_reduce_kernel adds the splits up: fp32
-     * atomics cost more than the whole product at these sizes (~1 M of them for q_proj). */
-    const bool direct = splits == 1;
-    float *part = scratch + (size_t)blockIdx.y * t * n;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int64_t r = e < 2 ? row_lo : row_hi;
-            const int tok = nt * 8 + 2 * q + (e & 1);
-            if (r >= n || tok >= t) continue;
-            const int64_t i = (int64_t)tok * n + r;
-            const float v = acc[nt][e];
-            if (!direct) {
-                part[i] = v;
-            } else if (y_type == QH_CU_F32) {
-                float *yf = static_cast<float *>(y);
-                yf[i] = accumulate ? yf[i] + v : v;
-            } else {
-                __half *yh = static_cast<__half *>(y);
-                yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
-            }
-        }
-}
-
-/* y[i] (+)= sum over the splits of part[split][i], i over t x n, in split order. */
-__global__ void nf4_reduce_kernel(const float *part, int splits, int64_t tn, void *y, int y_type, int accumulate)
-{
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < tn; i += (int64_t)gridDim.x * blockDim.x) {
-        float v = 0.f;
-        for (int sp = 0; sp < splits; sp++) v += __ldcs(part + sp * tn + i);
-        if (y_type == QH_CU_F32) {
-            float *yf = static_cast<float *>(y);
-            yf[i] = accumulate ? yf[i] + v : v;
-        } else {
-            __half *yh = static_cast<__half *>(y);
-            yh[i] = __float2half_rn(accumulate ? __half2float(yh[i]) + v : v);
+            out[i] = __float2half_rn(__fmul_rn(lv[c], qh_nf4_scale(w, e / w.blocksize)));
         }
     }
 }
@@ -737,34 +547,6 @@ int qh_cu_nf4_dequant(cudaStream_t s, qh_cu_nf4 w, int64_t first, int64_t n, voi
     __half *o = static_cast<__half *>(out);
     if (vec) nf4_dequant_kernel<true><<<grid_for(n / 8, 256), 256, 0, s>>>(w, first, n, o);
     else nf4_dequant_kernel<false><<<grid_for(n, 256), 256, 0, s>>>(w, first, n, o);
-    return (int)cudaGetLastError();
-}
-
-int qh_cu_nf4_fused(cudaStream_t s, qh_cu_nf4 w, const void *x, int64_t t, int64_t n, int64_t k, int token_tiles,
-                    int splits, int kr, int bs_shift, size_t smem, void *y, int y_type, int accumulate, float *scratch)
-{
-    if (t <= 0 || n <= 0) return (int)cudaGetLastError();
-    dim3 grid((unsigned)((n + FUSED_ROWS - 1) / FUSED_ROWS), (unsigned)splits);
-    const __half *xh = static_cast<const __half *>(x);
-    static size_t opted[5]; /* dynamic shared memory allowed so far, per NT (one device) */
-#define FUSED(NT)                                                                                                 \
-    do {                                                                                                          \
-        if (opted[NT] < smem) {                                                                                   \
-            cudaFuncSetAttribute(nf4_fused_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);    \
-            opted[NT] = smem;                                                                                     \
-        }                                                                                                         \
-        nf4_fused_kernel<NT><<<grid, 256, smem, s>>>(w, xh, (int)t, n, k, kr, splits, bs_shift, y, y_type,         \
-                                                     accumulate, scratch);                                        \
-    } while (0)
-    switch (token_tiles) {
-    case 1: FUSED(1); break;
-    case 2: FUSED(2); break;
-    case 3: FUSED(3); break;
-    default: FUSED(4); break;
-    }
-#undef FUSED
-    if (splits > 1)
-        nf4_reduce_kernel<<<grid_for(t * n, 256), 256, 0, s>>>(scratch, splits, t * n, y, y_type, accumulate);
     return (int)cudaGetLastError();
 }
 

@@ -42,6 +42,11 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host_view, qh_tensor *ou
 size_t qh_cu_quant_bytes(const qh_tensor *w);
 /* y = x w^T (accumulate 0) or y += x w^T (1) for a quantized w; x fp16, y fp16 or fp32. */
 int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, qh_tensor *y, int accumulate);
+/* y[i] = x w[i]^T for nw nf4 weights with the same input (q, k, v) in one launch, or paired
+ * (gate, up) y[0] = silu(x w[0]^T) * (x w[1]^T): the small-batch kernel. Returns 1 (nothing
+ * done) where it does not apply: not all nf4, too many tokens, another GPU generation. */
+int qh_cu_quant_nf4_multi(qh_backend *be, const qh_tensor *x, const qh_tensor *const *w, qh_tensor *const *y, int nw,
+                          int paired);
 /* gate = silu(x wg^T) * (x wu^T) for int8 wg and wu: the two int8 products per chunk of tokens,
  * then one kernel from their int32 sums to gate (fp16), the numbers the plain ops give. up is
  * used as the second product's int32 scratch. Returns 1 (nothing done beyond quantizing x) where

@@ -1,5 +1,6 @@
-/* nf4 products on the CUDA backend, host side (kernels in cuda_quant.cu): up to 32 tokens the
- * fused kernel (codes read once, tensor cores); beyond, the weight is dequantized into one of two
+/* nf4 products on the CUDA backend, host side (kernels in cuda_quant.cu and
+ * cuda_nf4_small.cu): up to 32 tokens the small-batch kernel (codes read once, tensor cores;
+ * q/k/v in one launch, gate/up with the SwiGLU); beyond, the weight is dequantized into one of two
  * reused fp16 buffers (in parts of at most part_bytes) and cuBLASLt multiplies, while the weight
  * expected next is dequantized into the other on a second stream (nf4_prefetch). */
 #include "cuda_quant_state.h"
@@ -8,6 +9,8 @@
 #include "../error.h"
 #include "../quant.h"
 #include "../quant_gpu_plan.h"
+
+#include <string.h>
 
 /* ---- nf4 products --------------------------------------------------------------------------- */
 
@@ -150,26 +153,56 @@ void qh_cu_quant_forget(qh_backend *be)
     q->prev_w = NULL;
 }
 
-int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
-                     int64_t t, int64_t k, int64_t n, int accumulate, int kind)
+/* Whether this device runs thread-block clusters (compute capability 9 and later). */
+static int nf4_small_supported(struct qh_cu_quant *q)
 {
-    cudaStream_t s = qh_cu_be_stream(be);
-    qh_cu_nf4 d = nf4_desc(w);
-    const int f32y = y->dtype == QH_F32;
-    qh_nf4_fused_plan p;
-    int rc = QH_OK;
-    if (!q->no_fused && qh_nf4_fused_plan_of(t, n, k, w->quant.blocksize, qh_cu_be_sm_count(be), &p) &&
-        ((uintptr_t)x->data | (uintptr_t)w->data) % 8 == 0) {
-        if (p.splits > 1) rc = qh_cu_q_ensure(be, &q->fscratch, sizeof(float) * (size_t)p.splits * (size_t)(t * n), 0);
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_nf4_fused(s, d, x->data, t, n, k, p.token_tiles, p.splits, p.kr,
-                                                           p.bs_shift, p.smem, y->data, f32y ? QH_CU_F32 : QH_CU_F16,
-                                                           accumulate, q->fscratch.p),
-                              "nf4 fused product");
-        q->st.nf4_fused++;
+    if (q->small_cc < 0) {
+        int dev = 0, major = 0;
+        q->small_cc = cudaGetDevice(&dev) == cudaSuccess &&
+                      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    }
+    return q->small_cc;
+}
+
+int qh_cu_nf4_small_run(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *const *w,
+                        qh_tensor *const *y, int nw, int paired, int accumulate)
+{
+    if (q->no_fused || !nf4_small_supported(q) || nw < 1 || nw > QH_NF4_SMALL_MAX_WEIGHTS || (uintptr_t)x->data % 16)
+        return 1;
+    int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n[QH_NF4_SMALL_MAX_WEIGHTS];
+    qh_cu_nf4_small_job j = {.nw = nw, .paired = paired, .x = x->data, .t = t, .k = k, .accumulate = accumulate,
+                             .y_type = y[0]->dtype == QH_F32 ? QH_CU_F32 : QH_CU_F16};
+    for (int i = 0; i < nw; i++) {
+        if (w[i]->dtype != QH_NF4 || w[i]->quant.blocksize != w[0]->quant.blocksize || (uintptr_t)w[i]->data % 8 ||
+            y[i]->dtype != y[0]->dtype || (paired && y[i]->dtype != QH_F16))
+            return 1;
+        n[i] = w[i]->shape[0];
+        j.w[i] = nf4_desc(w[i]);
+        j.n[i] = n[i];
+        j.y[i] = y[i]->data;
+    }
+    qh_nf4_small_plan p;
+    if (!qh_nf4_small_plan_of(t, n, nw, paired, k, w[0]->quant.blocksize, qh_cu_be_sm_count(be), q->small_rows,
+                              q->small_splits, &p))
+        return 1;
+    j.token_tiles = p.token_tiles, j.rows = p.rows, j.splits = p.splits, j.kr = p.kr, j.bs_shift = p.bs_shift;
+    j.tiles = p.tiles, j.smem = p.smem;
+    memcpy(j.levels, qh_nf4_levels, sizeof j.levels);
+    q->st.nf4_fused += nw;
+    return qh_cu_be_err((cudaError_t)qh_cu_nf4_small(qh_cu_be_stream(be), &j), "nf4 small-batch product");
+}
+
+int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
+                     int accumulate, int kind)
+{
+    int rc = qh_cu_nf4_small_run(be, q, x, &w, &y, 1, 0, accumulate);
+    if (rc != 1) {
         qh_cu_be_mark(be, kind);
         return rc;
     }
+    rc = QH_OK;
+    cudaStream_t s = qh_cu_be_stream(be);
+    const int f32y = y->dtype == QH_F32;
     const int parts = nf4_parts(q, w);
     for (int part = 0; !rc && part < parts; part++) {
         int cur = -1;
@@ -180,7 +213,7 @@ int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, 
         /* y[:, r0 : r0 + rows] (+)= x wpart^T */
         if (!rc)
             rc = qh_cu_be_gemm_f16_cols(be, x, q->deq[cur].p, rows, (char *)y->data + (size_t)r0 * (f32y ? 4 : 2),
-                                        y->dtype, n, accumulate ? 1.0f : 0.0f);
+                                        y->dtype, w->shape[0], accumulate ? 1.0f : 0.0f);
         if (!rc && q->side) rc = qh_cu_be_err(cudaEventRecord(q->freed[cur], s), "cudaEventRecord");
         if (!rc) rc = nf4_prefetch(q, w, part, cur);
     }
@@ -210,4 +243,10 @@ void qh_cuda_set_nf4_fused(qh_backend *be, int on)
 {
     struct qh_cu_quant *q;
     if (!qh_cu_q_state(be, &q)) q->no_fused = !on;
+}
+
+void qh_cuda_set_nf4_small_plan(qh_backend *be, int rows, int splits)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->small_rows = rows, q->small_splits = splits;
 }

@@ -40,7 +40,7 @@ struct qh_cu_quant {
     /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight
      * that followed this one last time (order[], learned as the products come) is dequantized into
      * the other on a second stream, so the next product finds it ready. */
-    qh_cu_dbuf deq[2], fscratch;
+    qh_cu_dbuf deq[2];
     const qh_tensor *deq_w[2]; /* the weight each buffer holds or is receiving; NULL: none */
     int deq_part[2];           /* and which part of it */
     size_t part_bytes;         /* fp16 bytes of a dequantized part at most */
@@ -56,6 +56,8 @@ struct qh_cu_quant {
     int no_swiglu; /* int8: linear_swiglu runs the plain ops (benchmarks compare) */
     int64_t chunk;
     int no_fused;
+    int small_cc;                 /* the small-batch kernel needs clusters: 1 yes, 0 no, -1 not asked yet */
+    int small_rows, small_splits; /* its plan forced (benchmarks); 0: the default */
     qh_cuda_quant_stats st;
 };
 
@@ -64,11 +66,16 @@ int qh_cu_q_ensure(qh_backend *be, qh_cu_dbuf *b, size_t bytes, int zero);
 /* The backend's quantization state, made on first use. */
 int qh_cu_q_state(qh_backend *be, struct qh_cu_quant **out);
 
-/* y = x w^T (+ y when accumulate) for an int8 / nf4 weight; t, k, n checked by the caller; kind:
+/* y = x w^T (+ y when accumulate) for an int8 / nf4 weight; shapes checked by the caller; kind:
  * the profiling mark (QH_CUDA_OP_GEMM_*). */
 int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
                     int64_t t, int64_t k, int64_t n, int accumulate, int kind);
 int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
-                     int64_t t, int64_t k, int64_t n, int accumulate, int kind);
+                     int accumulate, int kind);
+/* The small-batch kernel for nw nf4 weights sharing input x (shapes checked by the caller):
+ * y[i] = x w[i]^T, or paired (nw 2) y[0] = silu(x w[0]^T) * (x w[1]^T). Returns QH_OK, 1 where it
+ * does not apply (nothing queued), or an error. */
+int qh_cu_nf4_small_run(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *const *w,
+                        qh_tensor *const *y, int nw, int paired, int accumulate);
 
 #endif

@@ -75,7 +75,7 @@ typedef struct {
     long int8_outlier_cols[QH_CUDA_OP_COUNT]; /* outlier columns, summed over those */
     int int8_outlier_max[QH_CUDA_OP_COUNT];
     long int8_tc_products, int8_plain_products; /* cuBLASLt int8 tensor cores / the plain dp4a kernel */
-    long nf4_fused, nf4_dequant;                /* the fused small-batch kernel / dequantize + cuBLASLt */
+    long nf4_fused, nf4_dequant;                /* products by the small-batch kernel / dequantize + cuBLASLt */
     long int8_norm_codes, int8_swiglu_codes;    /* int8 inputs whose codes RMSNorm / the SwiGLU wrote */
 } qh_cuda_quant_stats;
 void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
@@ -97,6 +97,9 @@ void qh_cuda_set_nf4_prefetch(qh_backend *be, int on);
 void qh_cuda_set_nf4_part_bytes(qh_backend *be, size_t bytes);
 /* nf4: 0 sends every product through dequantize + cuBLASLt (tests compare the two paths). */
 void qh_cuda_set_nf4_fused(qh_backend *be, int on);
+/* nf4: force the small-batch kernel's plan (rows per block 128 or 256, splits 1..8; 0: the
+ * default choice, ../quant_gpu_plan.h). Benchmarks compare plans. */
+void qh_cuda_set_nf4_small_plan(qh_backend *be, int rows, int splits);
 
 /* Quantize an fp16 weight already on this device into the backend's layout, as `quantize`
  * would (int8: threshold stored for run time; nf4: blocksize, double quantization done on

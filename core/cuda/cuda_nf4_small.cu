@@ -1,0 +1,359 @@
+/* nf4 products for small token counts (batch-1 latency: one tweet is ~30 tokens). Up to 32
+ * tokens a product's cost is reading the 4-bit codes (3.6 GB for a 7B model) and the fixed cost
+ * of each launch, so the codes are read once, straight into registers, and multiplied on tensor
+ * cores (mma.sync m16n8k16) without an fp16 copy of the weight; one launch serves q, k and v,
+ * one gate and up. Plan and shared-memory layout: ../quant_gpu_plan.h; measurements:
+ * bench/NOTES.md (session 5).
+ *
+ * A thread block of 8 warps covers `rows` weight rows (16 or 32 per warp) over the columns of
+ * its split. Each thread turns its code bytes into A fragments with one table look-up per byte
+ * (two fp16 levels) and one multiply by the row's absmax (fp16, as the dequantized weight of
+ * the large-batch path: fp16(level * absmax)). A thread's fragment columns are a permutation of
+ * 16 consecutive input columns (its 8 code bytes per 64-column step), and the x fragments it
+ * reads from shared memory follow the same permutation, so the sum over the columns is
+ * unchanged. x goes through shared memory in chunks of 256 columns, two buffers (cp.async).
+ *
+ * The splits of a row tile are one thread-block cluster: after the main loop each block leaves
+ * its partial sums in its shared memory, and each block of the cluster adds up a share of the
+ * tile's outputs over all the blocks (distributed shared memory) in split order, so the result
+ * does not depend on timing, and no second kernel or global scratch is needed. The same
+ * epilogue does the residual add (fp32 or fp16 output), or, for gate and up as a pair (one
+ * block holds the same rows of both), silu(gate) * up.
+ *
+ * Launched with programmatic dependent launch: codes, absmax and table are loaded while the
+ * kernel before (RMSNorm, attention, the gate/up product) finishes; x is read and y written only
+ * after qh_pdl_wait. */
+#include "../quant_gpu_plan.h"
+#include "cuda_device_math.cuh"
+#include "cuda_internal.h"
+
+#include <cooperative_groups.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace cg = cooperative_groups;
+
+namespace {
+
+constexpr int WARPS = 8, THREADS = 32 * WARPS, KSTEP = QH_NF4_SMALL_KSTEP, CHUNK = QH_NF4_SMALL_CHUNK;
+constexpr int XLD = QH_NF4_SMALL_XLD, AMAX_LD = QH_NF4_SMALL_AMAX_LD, LUT_WORDS = QH_NF4_SMALL_LUT_BYTES / 4;
+constexpr int MAXW = QH_NF4_SMALL_MAX_WEIGHTS, MAXS = QH_NF4_SMALL_MAX_SPLITS;
+
+struct small_args {
+    qh_cu_nf4 w[MAXW];
+    int64_t n[MAXW], tile0[MAXW]; /* rows; first row tile of each weight */
+    void *y[MAXW];
+    const __half *x;
+    int64_t k;
+    int nw, paired, t, kr, bs_shift, y_type, accumulate;
+    float levels[16];
+};
+
+/* v[i] for i < 3, as selects rather than an address computed at run time */
+template <class T>
+__device__ __forceinline__ T pick(const T (&v)[MAXW], int i)
+{
+    return i == 0 ? v[0] : i == 1 ? v[1] : v[2];
+}
+
+__device__ __forceinline__ void mma16816(float *c, const unsigned *a, uint2 b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* two fp16 levels (code byte's high nibble in the low half: the first column) times the absmax */
+__device__ __forceinline__ unsigned level_pair(const uint32_t *lut, unsigned byte, int lane, __half2 scale)
+{
+    uint32_t l = lut[(byte << 5) + lane];
+    __half2 h = __hmul2(*reinterpret_cast<const __half2 *>(&l), scale);
+    return *reinterpret_cast<unsigned *>(&h);
+}
+
+template <int NT, int MT>
+__global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_constant__ small_args a)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int R = WARPS * 16 * MT; /* rows per block: 128 or 256 */
+    static_assert(R == 128 || R == 256, "rows per block");
+    constexpr int G = 8 / MT;          /* steps of codes each thread has in flight (4 measured slower) */
+    constexpr int RLD = R + 4;         /* partial sums [token][RLD] (bank-conflict free) */
+    extern __shared__ __align__(16) unsigned char smem[];
+    uint32_t *lut = reinterpret_cast<uint32_t *>(smem);
+    __half *xbuf = reinterpret_cast<__half *>(smem + LUT_WORDS * 4);
+    __half2 *amx = reinterpret_cast<__half2 *>(smem + LUT_WORDS * 4 + 2 * NT * 8 * XLD * 2);
+    float *red = reinterpret_cast<float *>(smem); /* after the main loop, over table and x */
+    __shared__ float lv[16];
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+    const int64_t k = a.k, kb = (int64_t)blockIdx.y * a.kr;
+    const int klen = (int)(k - kb < a.kr ? k - kb : a.kr), steps = klen / KSTEP;
+    /* the block's weight (a pair: gate in the first half of the rows, up in the second) and
+     * first row */
+    int bseg = 0;
+    if (!a.paired) bseg = (a.nw > 2 && blockIdx.x >= a.tile0[2]) ? 2 : (a.nw > 1 && blockIdx.x >= a.tile0[1]) ? 1 : 0;
+    const int64_t r0 = a.paired ? (int64_t)blockIdx.x * (R / 2) : ((int64_t)blockIdx.x - pick(a.tile0, bseg)) * R;
+    auto seg_of_row = [&](int lr) { return a.paired ? (lr >= R / 2 ? 1 : 0) : bseg; };
+    auto row_of = [&](int lr) { return r0 + (a.paired ? lr % (R / 2) : lr); };
+
+    /* this thread's code rows: m-tile j, rows g (h 0) and g + 8 (h 1) */
+    const int wlr = warp * 16 * MT, wseg = seg_of_row(wlr);
+    const qh_cu_nf4 W = pick(a.w, wseg);
+    const int64_t wn = pick(a.n, wseg);
+    const uint8_t *cp[MT][2];
+    bool ok[MT][2];
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int64_t row = row_of(wlr + 16 * j + 8 * h + g);
+            ok[j][h] = row < wn;
+            cp[j][h] = W.codes + (ok[j][h] ? row : 0) * (k / 2) + kb / 2 + 8 * q;
+        }
+    uint2 nxt[G][MT][2];
+    auto load = [&](int s0) {
+#pragma unroll
+        for (int u = 0; u < G; u++)
+#pragma unroll
+            for (int j = 0; j < MT; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    nxt[u][j][h] = s0 + u < steps && ok[j][h]
+                                       ? __ldcs(reinterpret_cast<const uint2 *>(cp[j][h] + (s0 + u) * 32))
+                                       : make_uint2(0, 0);
+    };
+    auto stage = [&](int c, int buf) { /* x[:t, chunk c of the split] -> buffer buf, 16 bytes a copy */
+        __half *dst = xbuf + buf * NT * 8 * XLD;
+        const int c0 = c * CHUNK * KSTEP, cl = klen - c0 < CHUNK * KSTEP ? klen - c0 : CHUNK * KSTEP;
+        const int per_row = cl / 8;
+        for (int i = tid; i < a.t * per_row; i += THREADS) {
+            const int r = per_row == 32 ? i >> 5 : i / per_row, p = i - r * per_row;
+            cp_async16(dst + r * XLD + p * 8, a.x + (int64_t)r * k + kb + c0 + p * 8);
+        }
+        cp_async_commit();
+    };
+
+    qh_pdl_trigger();
+    load(0);
+    /* token rows past t stay zero in both buffers */
+    for (int i = tid; i < 2 * (NT * 8 - a.t) * (XLD / 2); i += THREADS) {
+        const int b = i / ((NT * 8 - a.t) * (XLD / 2)), rest = i - b * ((NT * 8 - a.t) * (XLD / 2));
+        reinterpret_cast<uint32_t *>(xbuf + b * NT * 8 * XLD + (a.t + rest / (XLD / 2)) * XLD)[rest % (XLD / 2)] = 0u;
+    }
+    if (tid < 16) lv[tid] = a.levels[tid];
+    /* absmax of (row, step), double quantization decoded here once: a row per thread (two
+     * threads per row at 128 rows), its loads unrolled so that they are in flight together */
+    {
+        const int lr = tid % R, sg = seg_of_row(lr), part = tid / R, parts = THREADS / R;
+        const int64_t row = row_of(lr);
+        const bool live = row < pick(a.n, sg);
+        const qh_cu_nf4 ws = pick(a.w, sg);
+        const int64_t b0 = (live ? row : 0) * (k >> 6) + (kb >> 6);
+#pragma unroll 8
+        for (int st = part; st < steps; st += parts)
+            amx[lr * AMAX_LD + st] = __float2half2_rn(live ? qh_nf4_scale(ws, (b0 + st) >> a.bs_shift) : 0.f);
+    }
+    __syncthreads();
+    /* table: word e * 32 + l holds code byte e's two levels (a copy per lane: 32 look-ups of
+     * random bytes hit 32 banks) */
+    for (int i = tid; i < LUT_WORDS; i += THREADS) {
+        const int e = i >> 5;
+        __half2 h = __floats2half2_rn(lv[e >> 4], lv[e & 15]);
+        lut[i] = *reinterpret_cast<uint32_t *>(&h);
+    }
+    /* Everything so far read only weights: with programmatic dependent launch it overlapped the
+     * kernel before (RMSNorm, attention, the gate/up product). x and y from here on. */
+    qh_pdl_wait();
+    stage(0, 0);
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) acc[j][nt][0] = acc[j][nt][1] = acc[j][nt][2] = acc[j][nt][3] = 0.f;
+
+    const int chunks = (steps + CHUNK - 1) / CHUNK;
+    for (int s0 = 0; s0 < steps; s0 += G) {
+        uint2 cur[G][MT][2];
+#pragma unroll
+        for (int u = 0; u < G; u++)
+#pragma unroll
+            for (int j = 0; j < MT; j++) cur[u][j][0] = nxt[u][j][0], cur[u][j][1] = nxt[u][j][1];
+        if (s0 + G < steps) load(s0 + G); /* in flight while this group multiplies */
+#pragma unroll
+        for (int u = 0; u < G; u++) {
+            const int st = s0 + u;
+            if (st >= steps) break;
+            const int c = st / CHUNK;
+            if (st % CHUNK == 0) { /* x chunk c: the buffer of chunk c - 1 gets chunk c + 1 */
+                __syncthreads();   /* everyone is done with chunk c - 1 (first time: table, absmax) */
+                if (c + 1 < chunks) {
+                    stage(c + 1, (c + 1) & 1);
+                    cp_async_wait<1>();
+                } else {
+                    cp_async_wait<0>();
+                }
+                __syncthreads(); /* chunk c visible to all */
+            }
+            __half2 sc[MT][2];
+#pragma unroll
+            for (int j = 0; j < MT; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) sc[j][h] = amx[(wlr + 16 * j + 8 * h + g) * AMAX_LD + st];
+            const __half *xs = xbuf + (c & 1) * NT * 8 * XLD + (st - c * CHUNK) * KSTEP + 16 * q;
+#pragma unroll
+            for (int sp = 0; sp < 2; sp++) {
+                uint4 bq[NT]; /* x fragments of k-steps 2sp and 2sp + 1 */
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    bq[nt] = *reinterpret_cast<const uint4 *>(xs + (nt * 8 + g) * XLD + 8 * sp);
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const int sh = half * 16;
+                    unsigned A[MT][4];
+#pragma unroll
+                    for (int j = 0; j < MT; j++) {
+                        const unsigned lw = sp == 0 ? cur[u][j][0].x : cur[u][j][0].y;
+                        const unsigned hw = sp == 0 ? cur[u][j][1].x : cur[u][j][1].y;
+                        A[j][0] = level_pair(lut, (lw >> sh) & 0xff, lane, sc[j][0]);
+                        A[j][1] = level_pair(lut, (hw >> sh) & 0xff, lane, sc[j][1]);
+                        A[j][2] = level_pair(lut, (lw >> (sh + 8)) & 0xff, lane, sc[j][0]);
+                        A[j][3] = level_pair(lut, (hw >> (sh + 8)) & 0xff, lane, sc[j][1]);
+                    }
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        const uint2 bv = half ? make_uint2(bq[nt].z, bq[nt].w) : make_uint2(bq[nt].x, bq[nt].y);
+#pragma unroll
+                        for (int j = 0; j < MT; j++) mma16816(acc[j][nt], A[j], bv);
+                    }
+                }
+            }
+        }
+    }
+    __syncthreads(); /* the table and x buffers take the partial sums now */
+
+    /* acc[j][nt]: rows (wlr + 16j + g, + 8) x tokens (8nt + 2q, + 1); into red[token][row] */
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red[(nt * 8 + 2 * q + (e & 1)) * RLD + wlr + 16 * j + g + (e >= 2 ? 8 : 0)] = acc[j][nt][e];
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    const int splits = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
+    const float *src[MAXS];
+#pragma unroll
+    for (int s = 0; s < MAXS; s++) src[s] = s < splits ? cluster.map_shared_rank(red, s) : red;
+    const int rout = a.paired ? R / 2 : R, rshift = a.paired ? (MT == 1 ? 6 : 7) : (MT == 1 ? 7 : 8);
+    const int total = a.t * rout, share = (total + splits - 1) / splits;
+    const int e1 = (rank + 1) * share < total ? (rank + 1) * share : total;
+    const int64_t yn = pick(a.n, bseg);
+    void *yp = pick(a.y, bseg);
+    for (int e = rank * share + tid; e < e1; e += THREADS) {
+        const int tok = e >> rshift, r = e - tok * rout; /* rout = 1 << rshift */
+        const int64_t row = r0 + r;
+        float v = 0.f, u = 0.f;
+#pragma unroll
+        for (int s = 0; s < MAXS; s++)
+            if (s < splits) {
+                v += src[s][tok * RLD + r];
+                if (a.paired) u += src[s][tok * RLD + r + R / 2];
+            }
+        if (row >= yn) continue;
+        const int64_t i = (int64_t)tok * yn + row;
+        if (a.paired) { /* the plain path: gate and up rounded to fp16, then silu_mul */
+            const float gh = __half2float(__float2half_rn(v)), uh = __half2float(__float2half_rn(u));
+            static_cast<__half *>(yp)[i] = __float2half_rn(qh_silu_mul(gh, uh));
+        } else if (a.y_type == QH_CU_F32) {
+            float *yf = static_cast<float *>(yp);
+            yf[i] = a.accumulate ? yf[i] + v : v;
+        } else {
+            __half *yh = static_cast<__half *>(yp);
+            yh[i] = __float2half_rn(a.accumulate ? __half2float(yh[i]) + v : v);
+        }
+    }
+    cluster.sync(); /* no block leaves while the others may still read its shared memory */
+#endif
+}
+
+template <int NT, int MT>
+cudaError_t launch(cudaStream_t s, const small_args &a, const qh_cu_nf4_small_job *j)
+{
+    static size_t opted; /* dynamic shared memory allowed so far (one device) */
+    if (opted < j->smem) {
+        cudaError_t e = cudaFuncSetAttribute(nf4_small_kernel<NT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)j->smem);
+        if (e != cudaSuccess) return e;
+        opted = j->smem;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)j->tiles, (unsigned)j->splits, 1);
+    cfg.blockDim = dim3(THREADS, 1, 1);
+    cfg.dynamicSmemBytes = j->smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = (unsigned)j->splits;
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 2;
+    return cudaLaunchKernelEx(&cfg, nf4_small_kernel<NT, MT>, a);
+}
+
+} // namespace
+
+extern "C" int qh_cu_nf4_small(cudaStream_t s, const qh_cu_nf4_small_job *j)
+{
+    if (j->t <= 0) return (int)cudaGetLastError();
+    if (j->nw < 1 || j->nw > MAXW || j->splits < 1 || j->splits > MAXS || j->t > 8 * j->token_tiles ||
+        j->token_tiles < 1 || j->token_tiles > 4 || (j->rows != 128 && j->rows != 256) || j->tiles < 1 ||
+        j->tiles > 0x7fffffff)
+        return (int)cudaErrorInvalidValue;
+    small_args a = {};
+    int64_t tiles = 0;
+    const int per_tile = j->paired ? j->rows / 2 : j->rows;
+    for (int i = 0; i < j->nw; i++) {
+        a.w[i] = j->w[i], a.n[i] = j->n[i], a.y[i] = j->y[i];
+        a.tile0[i] = tiles;
+        if (!j->paired || i == 0) tiles += (j->n[i] + per_tile - 1) / per_tile; /* a pair: gate's tiles */
+    }
+    if (tiles != j->tiles) return (int)cudaErrorInvalidValue;
+    a.x = static_cast<const __half *>(j->x);
+    a.k = j->k;
+    a.nw = j->nw, a.paired = j->paired, a.t = (int)j->t, a.kr = j->kr, a.bs_shift = j->bs_shift;
+    a.y_type = j->y_type, a.accumulate = j->accumulate;
+    for (int i = 0; i < 16; i++) a.levels[i] = j->levels[i];
+    const bool two = j->rows == 256;
+    cudaError_t e;
+    switch (j->token_tiles * 2 + (two ? 1 : 0)) {
+    case 2: e = launch<1, 1>(s, a, j); break;
+    case 3: e = launch<1, 2>(s, a, j); break;
+    case 4: e = launch<2, 1>(s, a, j); break;
+    case 5: e = launch<2, 2>(s, a, j); break;
+    case 6: e = launch<3, 1>(s, a, j); break;
+    case 7: e = launch<3, 2>(s, a, j); break;
+    case 8: e = launch<4, 1>(s, a, j); break;
+    default: e = launch<4, 2>(s, a, j); break;
+    }
+    return (int)e;
+}
