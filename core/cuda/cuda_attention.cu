@@ -148,6 +148,7 @@ __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict_
                                                        float scale, bool rope, qh_cuda_rope_tab tab)
 {
     qh_pdl_trigger(); /* the o_proj product may load its weights meanwhile */
+    qh_pdl_wait();    /* launched early itself: q, k, v are the kernel before's output */
     constexpr int ND = HD / 16;
     extern __shared__ __align__(128) unsigned char smem[];
     const int QB = 16 * (int)(blockDim.x >> 5);
@@ -379,7 +380,9 @@ int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v
         configured = L.bytes;
     }
     dim3 grid((unsigned)n_seqs * (unsigned)n_heads, (unsigned)((max_len + 16 * nw - 1) / (16 * nw)));
-    attn_tc<HD><<<grid, 32 * nw, L.bytes, st>>>(q, k, v, out, starts, pos, n_heads, n_kv, kt, scale, rope, tab);
+    cudaError_t e = qh_launch_pdl(attn_tc<HD>, grid, dim3(32 * nw), L.bytes, st, q, k, v, out, starts, pos, n_heads, n_kv,
+                                  kt, scale, rope, tab);
+    if (e != cudaSuccess) return (int)e;
     return (int)cudaGetLastError();
 }
 

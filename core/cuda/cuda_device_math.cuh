@@ -34,6 +34,22 @@ __device__ __forceinline__ void qh_pdl_wait()
 #endif
 }
 
+/* Launch kernel k with programmatic stream serialization allowed: it may start while the kernel
+ * before it in the stream still runs, so it must call qh_pdl_wait before it reads or writes any
+ * activation. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t qh_launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                                        Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 /* SwiGLU of one element: silu(g) * u. */
 __device__ __forceinline__ float qh_silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 

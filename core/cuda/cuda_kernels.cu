@@ -107,6 +107,7 @@ __global__ void rmsnorm_kernel(const void *x, int xt, const void *w, int wt, flo
                                int64_t h, bool vec)
 {
     qh_pdl_trigger(); /* the product after the norm may load its weights meanwhile */
+    qh_pdl_wait();    /* launched early itself: x is the kernel before's output */
     __shared__ float part[32];
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, vec, eps, part);
@@ -127,6 +128,7 @@ __global__ void rmsnorm_i8_kernel(const void *x, int xt, const void *w, int wt, 
                                   int8_t *xq, float *sx, int64_t kp)
 {
     qh_pdl_trigger();
+    qh_pdl_wait();
     __shared__ float part[32];
     int64_t base = (int64_t)blockIdx.x * h;
     float scale = rms_scale(x, xt, base, h, true, eps, part);
@@ -288,13 +290,15 @@ int qh_cu_rmsnorm(cudaStream_t s, const void *x, int x_type, const void *w, int 
     const int64_t groups = (h / 4 + threads - 1) / threads; /* groups of 4 per thread */
     if (xq && vec && kp % 4 == 0 && (uintptr_t)xq % 4 == 0 && groups <= 8) {
         unsigned g = (unsigned)rows;
-        if (groups <= 1) rmsnorm_i8_kernel<1><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
-        else if (groups <= 2) rmsnorm_i8_kernel<2><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
-        else if (groups <= 4) rmsnorm_i8_kernel<4><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
-        else rmsnorm_i8_kernel<8><<<g, threads, 0, s>>>(x, x_type, w, w_type, eps, out, h, xq, sx, kp);
-        return (int)cudaGetLastError();
+        auto k = groups <= 1   ? rmsnorm_i8_kernel<1>
+                 : groups <= 2 ? rmsnorm_i8_kernel<2>
+                 : groups <= 4 ? rmsnorm_i8_kernel<4>
+                               : rmsnorm_i8_kernel<8>;
+        return (int)qh_launch_pdl(k, dim3(g), dim3(threads), 0, s, x, x_type, w, w_type, eps, out, h, xq, sx, kp);
     }
-    rmsnorm_kernel<<<(unsigned)rows, threads, 0, s>>>(x, x_type, w, w_type, eps, out, out_type, h, vec);
+    cudaError_t e = qh_launch_pdl(rmsnorm_kernel, dim3((unsigned)rows), dim3(threads), 0, s, x, x_type, w, w_type, eps,
+                                  out, out_type, h, vec);
+    if (e != cudaSuccess) return (int)e;
     if (xq) return qh_cu_i8_rowquant(s, out, rows, h, kp, NULL, xq, sx); /* widths the fused kernel does not take */
     return (int)cudaGetLastError();
 }
