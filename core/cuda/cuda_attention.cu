@@ -41,15 +41,10 @@ __device__ __forceinline__ float2 rope_cs(const qh_cuda_rope_tab &r, int pos, in
     return make_float2((float)cos(a), (float)sin(a));
 }
 
-__device__ __forceinline__ void cp_async16(void *smem_dst, const void *gmem_src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(smem_dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gmem_src));
-}
-
 __device__ __forceinline__ void cp_async_wait_all()
 {
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+    qh_cp_async_commit();
+    qh_cp_async_wait<0>();
 }
 
 /* Rows [row0, row0 + nvalid) of one head (src points at the head's first column, rows ld
@@ -61,7 +56,7 @@ __device__ __forceinline__ void rows_async(__half *dst, int dld, const __half *s
     const int units = hd / 8;
     for (int idx = threadIdx.x; idx < ncap * units; idx += blockDim.x) {
         int r = idx / units, c = (idx - r * units) * 8;
-        if (r < nvalid) cp_async16(dst + r * dld + c, src + (row0 + r) * ld + c);
+        if (r < nvalid) qh_cp_async16(dst + r * dld + c, src + (row0 + r) * ld + c);
         else *reinterpret_cast<uint4 *>(dst + r * dld + c) = make_uint4(0, 0, 0, 0);
     }
 }

@@ -40,7 +40,7 @@ typedef struct {
     double rope_theta;
     size_t live, peak;
     int attn_kind;
-    int sms;
+    int sms, cc_major;
     unsigned long gen;         /* see qh_cu_be_generation */
     struct qh_cu_quant *quant; /* cuda_quant.c's state */
     size_t free_limit; /* tests: device memory counted as free at most (0: no limit) */
@@ -450,6 +450,7 @@ static int cu_linear_add(qh_backend *be, const qh_tensor *x, const qh_tensor *w,
 
 cudaStream_t qh_cu_be_stream(qh_backend *be) { return ((cu_impl *)be->impl)->stream; }
 int qh_cu_be_sm_count(qh_backend *be) { return ((cu_impl *)be->impl)->sms; }
+int qh_cu_be_cc_major(qh_backend *be) { return ((cu_impl *)be->impl)->cc_major; }
 int qh_cu_be_alloc(qh_backend *be, size_t bytes, void **p) { return dev_alloc(be->impl, bytes, p); }
 void qh_cu_be_free(qh_backend *be, void *p, size_t bytes) { dev_free(be->impl, p, bytes); }
 int qh_cu_be_err(cudaError_t e, const char *what) { return cuda_err(e, what); }
@@ -810,7 +811,7 @@ int qh_cuda_backend_create(qh_backend **out)
     if (!rc) {
         snprintf(im->name, sizeof im->name, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
                  prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
-        im->sms = prop.multiProcessorCount;
+        im->sms = prop.multiProcessorCount, im->cc_major = prop.major;
         if (prop.major < 7)
             rc = qh_fail(QH_EINPUT, "--backend cuda: %s is too old (tensor cores need compute capability 7.0+)", prop.name);
     }

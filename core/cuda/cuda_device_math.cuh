@@ -36,18 +36,45 @@ __device__ __forceinline__ void qh_pdl_wait()
 
 /* Launch kernel k with programmatic stream serialization allowed: it may start while the kernel
  * before it in the stream still runs, so it must call qh_pdl_wait before it reads or writes any
- * activation. */
+ * activation. cluster_y > 0: thread-block clusters of (1, cluster_y, 1) blocks. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t qh_launch_pdl_cluster(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                                cudaStream_t s, unsigned cluster_y, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.numAttrs = 1;
+    if (cluster_y > 0) {
+        at[1].id = cudaLaunchAttributeClusterDimension;
+        at[1].val.clusterDim.x = 1, at[1].val.clusterDim.y = cluster_y, at[1].val.clusterDim.z = 1;
+        cfg.numAttrs = 2;
+    }
+    cfg.attrs = at;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 template <typename... KArgs, typename... Args>
 static inline cudaError_t qh_launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                                         Args... args)
 {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, k, args...);
+    return qh_launch_pdl_cluster(k, grid, block, smem, s, 0u, args...);
+}
+
+/* Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit, waited for with at
+ * most N groups still in flight. */
+__device__ __forceinline__ void qh_cp_async16(void *smem_dst, const void *gmem_src)
+{
+    unsigned d = (unsigned)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gmem_src));
+}
+__device__ __forceinline__ void qh_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void qh_cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 /* SwiGLU of one element: silu(g) * u. */

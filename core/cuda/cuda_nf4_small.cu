@@ -64,19 +64,6 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, uint2 b)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
 }
 
-__device__ __forceinline__ void cp_async16(void *dst, const void *src)
-{
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 /* two fp16 levels (code byte's high nibble in the low half: the first column) times the absmax */
 __device__ __forceinline__ unsigned level_pair(const uint32_t *lut, unsigned byte, int lane, __half2 scale)
 {
@@ -143,9 +130,9 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
         const int per_row = cl / 8;
         for (int i = tid; i < a.t * per_row; i += THREADS) {
             const int r = per_row == 32 ? i >> 5 : i / per_row, p = i - r * per_row;
-            cp_async16(dst + r * XLD + p * 8, a.x + (int64_t)r * k + kb + c0 + p * 8);
+            qh_cp_async16(dst + r * XLD + p * 8, a.x + (int64_t)r * k + kb + c0 + p * 8);
         }
-        cp_async_commit();
+        qh_cp_async_commit();
     };
 
     qh_pdl_trigger();
@@ -204,9 +191,9 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                 __syncthreads();   /* everyone is done with chunk c - 1 (first time: table, absmax) */
                 if (c + 1 < chunks) {
                     stage(c + 1, (c + 1) & 1);
-                    cp_async_wait<1>();
+                    qh_cp_async_wait<1>();
                 } else {
-                    cp_async_wait<0>();
+                    qh_cp_async_wait<0>();
                 }
                 __syncthreads(); /* chunk c visible to all */
             }
@@ -303,21 +290,8 @@ cudaError_t launch(cudaStream_t s, const small_args &a, const qh_cu_nf4_small_jo
         if (e != cudaSuccess) return e;
         opted = j->smem;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)j->tiles, (unsigned)j->splits, 1);
-    cfg.blockDim = dim3(THREADS, 1, 1);
-    cfg.dynamicSmemBytes = j->smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[2];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1;
-    attr[0].val.clusterDim.y = (unsigned)j->splits;
-    attr[0].val.clusterDim.z = 1;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 2;
-    return cudaLaunchKernelEx(&cfg, nf4_small_kernel<NT, MT>, a);
+    return qh_launch_pdl_cluster(nf4_small_kernel<NT, MT>, dim3((unsigned)j->tiles, (unsigned)j->splits), dim3(THREADS),
+                                 j->smem, s, (unsigned)j->splits, a);
 }
 
 } // namespace

@@ -46,7 +46,6 @@ int qh_cu_q_state(qh_backend *be, struct qh_cu_quant **out)
     }
     q->chunk = INT8_CHUNK_DEFAULT;
     q->part_bytes = NF4_PART_BYTES_DEFAULT;
-    q->small_cc = -1;
     *slot = *out = q;
     return QH_OK;
 }

@@ -14,6 +14,7 @@ struct qh_cu_quant;
 /* ---- services of cuda_backend.c ---- */
 cudaStream_t qh_cu_be_stream(qh_backend *be);
 int qh_cu_be_sm_count(qh_backend *be);
+int qh_cu_be_cc_major(qh_backend *be); /* compute capability, major */
 /* Device memory counted in the backend's live/peak statistics (stream-ordered). */
 int qh_cu_be_alloc(qh_backend *be, size_t bytes, void **p);
 void qh_cu_be_free(qh_backend *be, void *p, size_t bytes);

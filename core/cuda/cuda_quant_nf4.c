@@ -153,21 +153,11 @@ void qh_cu_quant_forget(qh_backend *be)
     q->prev_w = NULL;
 }
 
-/* Whether this device runs thread-block clusters (compute capability 9 and later). */
-static int nf4_small_supported(struct qh_cu_quant *q)
-{
-    if (q->small_cc < 0) {
-        int dev = 0, major = 0;
-        q->small_cc = cudaGetDevice(&dev) == cudaSuccess &&
-                      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-    }
-    return q->small_cc;
-}
-
 int qh_cu_nf4_small_run(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *const *w,
                         qh_tensor *const *y, int nw, int paired, int accumulate)
 {
-    if (q->no_fused || !nf4_small_supported(q) || nw < 1 || nw > QH_NF4_SMALL_MAX_WEIGHTS || (uintptr_t)x->data % 16)
+    /* the kernel needs thread-block clusters: compute capability 9 and later */
+    if (q->no_fused || qh_cu_be_cc_major(be) < 9 || nw < 1 || nw > QH_NF4_SMALL_MAX_WEIGHTS || (uintptr_t)x->data % 16)
         return 1;
     int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x), n[QH_NF4_SMALL_MAX_WEIGHTS];
     qh_cu_nf4_small_job j = {.nw = nw, .paired = paired, .x = x->data, .t = t, .k = k, .accumulate = accumulate,

@@ -56,7 +56,6 @@ struct qh_cu_quant {
     int no_swiglu; /* int8: linear_swiglu runs the plain ops (benchmarks compare) */
     int64_t chunk;
     int no_fused;
-    int small_cc;                 /* the small-batch kernel needs clusters: 1 yes, 0 no, -1 not asked yet */
     int small_rows, small_splits; /* its plan forced (benchmarks); 0: the default */
     qh_cuda_quant_stats st;
 };
