@@ -13,7 +13,9 @@
  * and batch sizes: int8:0 (no outlier decomposition), nf4-dq@8192/12288 (instead of
  * --batch-tokens); "+plain" turns off int8's fused SwiGLU and nf4's weight prefetching
  * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring; "+nocodes" makes int8's products
- * quantize their inputs themselves instead of RMSNorm and SwiGLU writing the codes (int8:0+nocodes). The random model's fp16 weights (the same
+ * quantize their inputs themselves instead of RMSNorm and SwiGLU writing the codes (int8:0+nocodes);
+ * "+cublas" keeps int8's large batches on cuBLASLt's int32 products and the epilogue kernels
+ * instead of the one-kernel wgmma products (int8:0+cublas). The random model's fp16 weights (the same
  * for every variant) are quantized on the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -136,6 +138,7 @@ typedef struct {
     char bt_list[64]; /* batch sizes, or empty: --batch-tokens */
     int plain;        /* "+plain": int8 without the fused SwiGLU, nf4 without prefetching */
     int nocodes;      /* "+nocodes": int8 without the codes RMSNorm and SwiGLU write */
+    int cublas;       /* "+cublas": int8 products through cuBLASLt's int32 output, never the wgmma kernel */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -210,7 +213,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][+nocodes][@bt/bt...] */
+/* name[:threshold][+plain][+nocodes][+cublas][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -224,7 +227,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+nocodes");
+    char *plus = strstr(buf, "+cublas");
+    if (plus) memmove(plus, plus + 7, strlen(plus + 7) + 1), v->cublas = 1;
+    plus = strstr(buf, "+nocodes");
     if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->nocodes = 1;
     plus = strstr(buf, "+plain");
     if (plus) *plus = 0, v->plain = 1;
@@ -244,6 +249,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
                  v->dtype == QH_I8 ? ", unfused SwiGLU" : v->dtype == QH_NF4 ? ", no prefetch" : "");
     if (v->nocodes && v->dtype == QH_I8)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", inputs quantized by the products");
+    if (v->cublas && v->dtype == QH_I8)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", cuBLASLt int32 + epilogue");
     return QH_OK;
 }
 
@@ -363,9 +370,10 @@ static void print_quant_stats(qh_backend *be, const char *when)
     if (st.int8_norm_codes || st.int8_swiglu_codes)
         printf("#   int8 inputs whose codes RMSNorm / SwiGLU wrote (%s): %ld / %ld\n", when, st.int8_norm_codes,
                st.int8_swiglu_codes);
-    if (st.int8_tc_products || st.int8_plain_products)
-        printf("#   int8 products (%s): %ld on tensor cores (cuBLASLt), %ld plain kernel\n", when, st.int8_tc_products,
-               st.int8_plain_products);
+    if (st.int8_tc_products || st.int8_plain_products || st.int8_wgmma_products)
+        printf("#   int8 products (%s): %ld with their epilogue in one kernel (wgmma), %ld on tensor cores (cuBLASLt), %ld "
+               "plain kernel\n",
+               when, st.int8_wgmma_products, st.int8_tc_products, st.int8_plain_products);
     if (st.nf4_fused || st.nf4_dequant)
         printf("#   nf4 products (%s): %ld fused (small batches), %ld dequantize + cuBLASLt\n", when, st.nf4_fused,
                st.nf4_dequant);
@@ -449,6 +457,7 @@ int main(int argc, char **argv)
         if (nf4_part_mb > 0) qh_cuda_set_nf4_part_bytes(be, (size_t)nf4_part_mb << 20);
         if (v->plain) qh_cuda_set_int8_swiglu(be, 0), qh_cuda_set_nf4_prefetch(be, 0);
         if (v->nocodes) qh_cuda_set_int8_input_codes(be, 0);
+        if (v->cublas) qh_cuda_set_int8_wgmma(be, QH_CUDA_I8_WGMMA_OFF);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];

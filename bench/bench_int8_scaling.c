@@ -10,12 +10,16 @@
  *   outer32   the same with fp32 output
  *   alpha16   fp16 output, alpha a device vector over the weight rows (only one of the scales)
  *   i8out     int8 output, fp32 scalar scale (the documented IMMA combination)
+ *   wgmma16   qhead's own kernel (cuda_i8_gemm.cu, Hopper): fp16 output with both scales, the
+ *             product and the LLM.int8() epilogue in one pass
  * For each: whether cuBLASLt offers an algorithm, the median time of R calls (CUDA events),
  * int8 TOPS, and for the scaled modes the worst relative error of 256 sampled outputs against
  * the exact int64 sums times the scales. */
 #include <stdio.h>
 
 #ifdef QHEAD_HAVE_CUDA
+
+#include "cuda/cuda_internal.h"
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -179,6 +183,42 @@ static void run_shape(cublasLtHandle_t lt, void *ws, size_t ws_bytes, int64_t t,
         if (ld) cublasLtMatrixLayoutDestroy(ld);
         if (mm) cublasLtMatmulDescDestroy(mm);
     }
+    /* qhead's kernel: y = (acc * sx) * (sw / 127) in fp16 */
+    float *hf = malloc(sizeof(float) * (size_t)n), *df;
+    for (int64_t i = 0; i < n; i++) hf[i] = hsw[i] / 127.0f;
+    CK(cudaMalloc((void **)&df, sizeof(float) * (size_t)n));
+    CK(cudaMemcpy(df, hf, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice));
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("%5lld x %5lld x %5lld  %-8s ", (long long)t, (long long)n, (long long)k, "wgmma16");
+    float *ms = malloc(sizeof(float) * (size_t)reps);
+    int rc = 0;
+    for (int r = -3; r < reps && !rc; r++) {
+        CK(cudaEventRecord(e0, 0));
+        rc = qh_cu_i8_gemm_tc(0, prop.multiProcessorCount, dx, t, k, dw, NULL, n, dsx, df, NULL, NULL, dy, 0, 0);
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        if (r >= 0) CK(cudaEventElapsedTime(&ms[r], e0, e1));
+    }
+    if (rc) {
+        printf("not run (%d: needs a Hopper GPU and an sm_90a build)\n", rc);
+    } else {
+        qsort(ms, (size_t)reps, sizeof *ms, cmp_f);
+        double med = ms[reps / 2], worst = 0;
+        for (int s = 0; s < 256; s++) {
+            int64_t i = (int64_t)(next_u32() % (uint32_t)t), j = (int64_t)(next_u32() % (uint32_t)n);
+            int64_t sum = 0;
+            for (int64_t c = 0; c < k; c++) sum += (int64_t)hx[i * k + c] * hw[j * k + c];
+            double want = (double)sum * hsx[i] * hf[j];
+            uint16_t h;
+            CK(cudaMemcpy(&h, (char *)dy + (size_t)(i * n + j) * 2, 2, cudaMemcpyDeviceToHost));
+            double scale = fabs(want) > 1e-3 ? fabs(want) : 1e-3, err = fabs(half_to_float(h) - want) / scale;
+            if (err > worst) worst = err;
+        }
+        printf("%8.3f ms  %6.0f TOPS  worst rel. error %.2e\n", med, ops / (med * 1e-3) / 1e12, worst);
+    }
+    free(ms), free(hf);
+    cudaFree(df);
     cudaFree(dw), cudaFree(dx), cudaFree(dsw), cudaFree(dsx), cudaFree(dy);
     cudaEventDestroy(e0), cudaEventDestroy(e1);
     free(hw), free(hx), free(hsw), free(hsx);

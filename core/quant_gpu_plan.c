@@ -17,7 +17,8 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l)
         l->cols_pad = (cols + 15) / 16 * 16;
         l->codes_bytes = (size_t)(l->rows_pad * l->cols_pad);
         l->off_scale = up256(l->codes_bytes);
-        l->total = l->off_scale + up256((size_t)rows * sizeof(float));
+        l->off_scale127 = l->off_scale + up256((size_t)rows * sizeof(float));
+        l->total = l->off_scale127 + up256((size_t)rows * sizeof(float));
         return 0;
     }
     if (cols % 2 || w->quant.blocksize < 2) return -1;

@@ -5,7 +5,8 @@
  * One device allocation per weight, each part starting at a multiple of 256 bytes:
  *   int8: codes [rows_pad, cols_pad], zero padded (cols to a multiple of 16, rows to a multiple
  *         of 4: cuBLASLt's int8 tensor-core kernels need 16-byte aligned rows of A and B and a
- *         4-element aligned output row), then scale (SCB) fp32 [rows];
+ *         4-element aligned output row), then scale (SCB) fp32 [rows], then SCB / 127 fp32
+ *         [rows] (the epilogue's factor, divided once at upload instead of once per output);
  *   nf4:  codes [ceil(rows * cols / 2)] exactly as in the file, then either absmax fp32
  *         [n_blocks], or qabsmax int8 [n_blocks] and nested_absmax fp32 [n_nested]. */
 #ifndef QHEAD_QUANT_GPU_PLAN_H
@@ -21,6 +22,7 @@ typedef struct {
     int64_t n_blocks, n_nested; /* nf4 */
     size_t codes_bytes;
     size_t off_scale, off_qabsmax, off_nested; /* byte offsets; 0 where a part is absent */
+    size_t off_scale127;                       /* int8: SCB / 127 */
     size_t total;
 } qh_quant_dev_layout;
 

@@ -321,11 +321,154 @@ static void test_int8_swiglu(void **state)
     }
 }
 
+/* y = x w^T (y0 NULL) or y0 + x w^T on the GPU, dtype dt, under the int8 wgmma mode given; the
+ * result on the host as float. */
+static float *int8_run(pair *b, int mode, const qh_tensor *xg, const qh_tensor *wg, qh_dtype dt, const float *y0,
+                       int64_t t, int64_t n)
+{
+    qh_cuda_set_int8_wgmma(b->gpu, mode);
+    qh_tensor y = qh_tensor_2d(dt, t, n);
+    if (y0) y = to_be(b->gpu, y0, t, n, dt);
+    else must(b->gpu->alloc(b->gpu, &y), "alloc");
+    must(y0 ? b->gpu->linear_add(b->gpu, xg, wg, &y) : b->gpu->linear(b->gpu, xg, wg, &y), "int8 linear");
+    float *got = from_be(b->gpu, &y);
+    b->gpu->release(b->gpu, &y);
+    qh_cuda_set_int8_wgmma(b->gpu, QH_CUDA_I8_WGMMA_AUTO);
+    return got;
+}
+
+static int64_t count_diff(const float *a, const float *b, int64_t n)
+{
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
+/* The one-kernel int8 products (Hopper wgmma: the product and its epilogue, or gate, up and the
+ * SwiGLU, in one pass) against cuBLASLt's int32 products read back by the epilogue kernels: the
+ * same numbers bit for bit (the integer sums are exact and the epilogue is the same arithmetic;
+ * the outlier columns' fp16 products are the same cuBLASLt calls up to the 4096-token chunk),
+ * and within the float64 bounds. Shapes that are not multiples of
+ * the 128 x 256 tile or of 128 codes, odd row counts, more tiles than SMs (each block takes
+ * several). Skipped on other GPU generations. */
+static void test_int8_wgmma(void **state)
+{
+    pair *b = *state;
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+    if (major != 9) {
+        printf("#   not a Hopper GPU (compute capability %d.x): the int8 wgmma kernel does not run here\n", major);
+        return;
+    }
+    static const struct {
+        int64_t t, k, n;
+        float thr;
+        int planted;
+    } cases[] = {{300, 4096, 1024, 0.0f, 0}, {517, 1000, 300, 0.0f, 0}, {129, 11008, 257, 0.0f, 0},
+                 {1, 64, 33, 0.0f, 0},       {2000, 512, 3000, 0.0f, 0}, {4100, 128, 600, 0.0f, 0},
+                 {700, 256, 520, 6.0f, 3},   {5000, 128, 300, 6.0f, 2}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t t = cases[ci].t, k = cases[ci].k, n = cases[ci].n;
+        uint64_t rng = 900 + ci;
+        float *x = normals16(&rng, t * k, 1.0), *y0 = normals16(&rng, t * n, 1.0);
+        for (int j = 0; j < cases[ci].planted; j++)
+            for (int64_t r = j % 5; r < t; r += 5) x[r * k + (j * 37 + 5) % k] = (r & 1 ? -1.0f : 1.0f) * 8.0f;
+        int8_t *q;
+        float *scb;
+        qh_tensor wg;
+        gpu_int8_weight(b, &rng, n, k, cases[ci].thr, &q, &scb, &wg);
+        int m;
+        double *ref = int8_reference(x, t, k, q, scb, n, cases[ci].thr, &m);
+        qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+        static const struct {
+            qh_dtype dt;
+            int add;
+            double tol, tol_outliers;
+        } outs[] = {{QH_F16, 0, 2e-3, 2e-3}, {QH_F16, 1, 2e-3, 2e-3}, {QH_F32, 0, 1e-5, 1e-3}, {QH_F32, 1, 1e-5, 1e-3}};
+        for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++) {
+            const float *yin = outs[oi].add ? y0 : NULL;
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            float *want = int8_run(b, QH_CUDA_I8_WGMMA_OFF, &xg, &wg, outs[oi].dt, yin, t, n);
+            float *got = int8_run(b, QH_CUDA_I8_WGMMA_ALWAYS, &xg, &wg, outs[oi].dt, yin, t, n);
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            double *r = ref;
+            if (outs[oi].add) {
+                r = malloc(sizeof(double) * (size_t)(t * n));
+                assert_non_null(r);
+                for (int64_t i = 0; i < t * n; i++) {
+                    float y0r = outs[oi].dt == QH_F16 ? qh_f16_to_f32(qh_f32_to_f16(y0[i])) : y0[i];
+                    r[i] = (double)y0r + ref[i];
+                }
+            }
+            char what[160];
+            snprintf(what, sizeof what, "int8 wgmma [%lld, %lld] x [%lld, %lld]^T -> %s%s, %d outlier cols", (long long)t,
+                     (long long)k, (long long)n, (long long)k, outs[oi].dt == QH_F16 ? "f16" : "f32",
+                     outs[oi].add ? " +=" : "", m);
+            const int64_t diff = count_diff(want, got, t * n);
+            printf("#   %s: %lld of %lld differ from cuBLASLt + epilogue; %ld wgmma products\n", what, (long long)diff,
+                   (long long)(t * n), st.int8_wgmma_products);
+            assert_int_equal(st.int8_wgmma_products, 1);
+            /* fp32 or added y: the wgmma path's outlier product covers all tokens at once, the
+             * int32 path's one chunk of 4096 at a time (other cuBLASLt kernels past 4096 tokens) */
+            if (m == 0 || t <= 4096 || (outs[oi].dt == QH_F16 && !outs[oi].add)) assert_int_equal(diff, 0);
+            bound(what, worst_row_err(got, r, t, n), m ? outs[oi].tol_outliers : outs[oi].tol);
+            if (r != ref) free(r);
+            free(want), free(got);
+        }
+        b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &wg);
+        free(x), free(y0), free(q), free(scb), free(ref);
+    }
+    /* gate, up and the SwiGLU in one kernel against the two int32 products and the SwiGLU kernel */
+    static const int64_t sw[][3] = {{300, 4096, 1024}, {517, 1000, 300}, {129, 256, 257}, {4100, 128, 600}};
+    for (size_t ci = 0; ci < sizeof sw / sizeof sw[0]; ci++) {
+        const int64_t t = sw[ci][0], k = sw[ci][1], n = sw[ci][2];
+        uint64_t rng = 950 + ci;
+        float *x = normals16(&rng, t * k, 1.0);
+        qh_tensor wg[2];
+        int8_t *q[2];
+        float *scb[2];
+        for (int i = 0; i < 2; i++) gpu_int8_weight(b, &rng, n, k, 0.0f, &q[i], &scb[i], &wg[i]);
+        qh_tensor xg = to_be(b->gpu, x, t, k, QH_F16);
+        float *out[2];
+        long products[2];
+        for (int pass = 0; pass < 2; pass++) {
+            qh_cuda_set_int8_wgmma(b->gpu, pass ? QH_CUDA_I8_WGMMA_ALWAYS : QH_CUDA_I8_WGMMA_OFF);
+            qh_tensor g = qh_tensor_2d(QH_F16, t, n), u = g;
+            must(b->gpu->alloc(b->gpu, &g), "alloc"), must(b->gpu->alloc(b->gpu, &u), "alloc");
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            must(b->gpu->linear_swiglu(b->gpu, &xg, &wg[0], &wg[1], &g, &u), "linear_swiglu");
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            products[pass] = st.int8_wgmma_products;
+            out[pass] = from_be(b->gpu, &g);
+            b->gpu->release(b->gpu, &g), b->gpu->release(b->gpu, &u);
+        }
+        qh_cuda_set_int8_wgmma(b->gpu, QH_CUDA_I8_WGMMA_AUTO);
+        const int64_t diff = count_diff(out[0], out[1], t * n);
+        double amax = 0;
+        for (int64_t i = 0; i < t * n; i++) amax = fmax(amax, fabs(out[1][i]));
+        printf("#   int8 wgmma SwiGLU [%lld, %lld] -> [%lld, %lld]: %lld of %lld differ from the int32 products + SwiGLU "
+               "kernel (max |out| %.3g); wgmma products %ld / %ld\n",
+               (long long)t, (long long)k, (long long)t, (long long)n, (long long)diff, (long long)(t * n), amax,
+               products[0], products[1]);
+        assert_int_equal(products[0], 0);
+        assert_int_equal(products[1], 2);
+        assert_int_equal(diff, 0);
+        assert_true(amax > 0);
+        b->gpu->release(b->gpu, &xg);
+        for (int i = 0; i < 2; i++) b->gpu->release(b->gpu, &wg[i]), free(q[i]), free(scb[i]), free(out[i]);
+        free(x);
+    }
+}
+
 /* The int8 SwiGLU writing its output's codes for down_proj (threshold 0; chunks taken last to
  * first, the codes written over the input's in place): gate and the residual after down_proj
  * are the same bit for bit as when down_proj quantizes gate itself. Many chunks, odd widths. */
 static void test_int8_swiglu_codes(void **state)
 {
+    /* the codes come from the int32 products' SwiGLU kernel (the wgmma path leaves them to down_proj) */
+    qh_cuda_set_int8_wgmma(((pair *)*state)->gpu, QH_CUDA_I8_WGMMA_OFF);
     pair *b = *state;
     static const struct {
         int64_t t, k, n, chunk;
@@ -376,6 +519,7 @@ static void test_int8_swiglu_codes(void **state)
         for (int on = 0; on < 2; on++) free(gate[on]), free(res[on]);
         free(x), free(r0);
     }
+    qh_cuda_set_int8_wgmma(((pair *)*state)->gpu, QH_CUDA_I8_WGMMA_AUTO);
 }
 
 /* ---- nf4 products -------------------------------------------------------------------------- */
@@ -911,6 +1055,53 @@ static void test_int8_input_codes(void **state)
     }
 }
 
+/* Whole forward passes with every int8 product through the one-kernel wgmma path (forced: the
+ * fixtures' batches are small) give the int32 path's hidden states bit for bit, with and without
+ * outlier decomposition, in one batch and in batches of 7 tokens. */
+static void test_model_int8_wgmma(void **state)
+{
+    pair *b = *state;
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+    if (major != 9) {
+        printf("#   not a Hopper GPU: the int8 wgmma kernel does not run here\n");
+        return;
+    }
+    static const char *const names[] = {"mha", "gqa"};
+    static const float thresholds[] = {0.0f, 6.0f};
+    for (int mi = 0; mi < 2; mi++)
+        for (int ti = 0; ti < 2; ti++) {
+            quant_fixture f;
+            quant_fixture_open(names[mi], 8, 0, thresholds[ti], &f);
+            int n = f.n, h;
+            static const int batches[] = {1 << 16, 7};
+            for (size_t bi = 0; bi < 2; bi++) {
+                float *got[2];
+                long products[2];
+                for (int on = 0; on < 2; on++) {
+                    qh_cuda_set_int8_wgmma(b->gpu, on ? QH_CUDA_I8_WGMMA_ALWAYS : QH_CUDA_I8_WGMMA_OFF);
+                    qh_cuda_quant_stats st;
+                    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                    got[on] = run_model(b->gpu, f.dir, "int8", f.file, batches[bi], f.ids, f.lens, n, &h);
+                    qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                    products[on] = st.int8_wgmma_products;
+                }
+                qh_cuda_set_int8_wgmma(b->gpu, QH_CUDA_I8_WGMMA_AUTO);
+                int64_t diff = 0;
+                for (int64_t i = 0; i < (int64_t)n * h; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
+                printf("#   %s int8 threshold %g, batch %d: %ld products in the wgmma kernel (off: %ld); %lld of %lld "
+                       "hidden values differ from the int32 path\n",
+                       names[mi], thresholds[ti], batches[bi], products[1], products[0], (long long)diff,
+                       (long long)n * h);
+                assert_int_equal(diff, 0);
+                assert_true(products[1] > 0);
+                assert_int_equal(products[0], 0);
+                free(got[0]), free(got[1]);
+            }
+            quant_fixture_close(&f);
+        }
+}
+
 static void test_model_int8(void **state)
 {
     check_quant_model(*state, "mha", 8, 0);
@@ -932,11 +1123,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
-        cmocka_unit_test(test_int8_swiglu_codes),
+        cmocka_unit_test(test_int8_swiglu_codes), cmocka_unit_test(test_int8_wgmma),
         cmocka_unit_test(test_int8_input_codes),
         cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_small_multi),
         cmocka_unit_test(test_nf4_prefetch),
-        cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_nf4),
+        cmocka_unit_test(test_model_int8),      cmocka_unit_test(test_model_int8_wgmma),
+        cmocka_unit_test(test_model_nf4),
     };
     return cmocka_run_group_tests(tests, tu_cpu_cuda_setup, tu_cpu_cuda_teardown);
 }

@@ -34,6 +34,10 @@ static void check_parts(const qh_quant_dev_layout *l, size_t scale_bytes, size_t
         assert_true(l->off_scale % 256 == 0 && l->off_scale >= end);
         end = l->off_scale + scale_bytes;
     }
+    if (l->off_scale127) { /* int8: SCB / 127 after SCB, as many */
+        assert_true(l->off_scale127 % 256 == 0 && l->off_scale127 >= end);
+        end = l->off_scale127 + scale_bytes;
+    }
     if (q_bytes) {
         assert_true(l->off_qabsmax % 256 == 0 && l->off_qabsmax >= end);
         end = l->off_qabsmax + q_bytes;
@@ -57,13 +61,14 @@ static void test_int8_layout(void **state)
         assert_int_equal(l.cols_pad, shapes[i][3]);
         assert_int_equal(l.codes_bytes, (size_t)(shapes[i][2] * shapes[i][3]));
         assert_int_equal(l.off_qabsmax, 0);
+        assert_true(l.off_scale127 > 0);
         check_parts(&l, (size_t)shapes[i][0] * 4, 0, 0);
     }
     /* 7B: the int8 matrices of one layer are 4 x 16 MiB + 3 x 43 MiB plus their scales */
     qh_tensor w = i8_weight(11008, 4096);
     qh_quant_dev_layout l;
     qh_quant_dev_layout_of(&w, &l);
-    assert_int_equal(l.total, (size_t)11008 * 4096 + 11008 * 4 + 0); /* both parts already 256-aligned */
+    assert_int_equal(l.total, (size_t)11008 * 4096 + 2 * 11008 * 4); /* every part already 256-aligned */
 }
 
 static void test_nf4_layout(void **state)

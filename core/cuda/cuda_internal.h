@@ -81,6 +81,20 @@ int qh_cu_i8_swiglu_codes(cudaStream_t s, const int32_t *acc_g, const int32_t *a
                           int64_t kp);
 int qh_cu_i8_swiglu_codes_ok(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *scb_g,
                              const float *scb_u, const void *out, int64_t n, const int8_t *xq, int64_t kp);
+/* f[i] = scb[i] / 127 (rounded as qh_i8_dequant divides), i < n: the wgmma epilogue's factors. */
+int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n);
+/* The int8 product and its epilogue in one kernel (Hopper wgmma, cuda_i8_gemm.cu): y[t, n] (+)=
+ * (xq[t, kp] w[n, kp]^T * sx[t]) * f[n] (+ extra[t, n], fp32, fp16 y stored only), f = SCB / 127
+ * (qh_cu_i8_scale127), y fp16 or fp32 (f32y): exactly what the int32 product followed by
+ * qh_cu_i8_epilogue writes. Paired (w2 non-NULL, fp16 y stored): what qh_cu_i8_swiglu writes from
+ * w's and w2's products. n_sm: blocks to run (one per SM). Returns 1 (nothing queued) where
+ * qh_cu_i8_gemm_tc_applies says no: not built for sm_90a, kp % 16, misaligned pointers, no driver
+ * entry point for tensor maps. Callers check the GPU generation. */
+int qh_cu_i8_gemm_tc_applies(const int8_t *xq, int64_t t, int64_t kp, const int8_t *w, const int8_t *w2, int64_t n,
+                             const float *f2, const float *extra, const void *y, int f32y, int accumulate);
+int qh_cu_i8_gemm_tc(cudaStream_t s, int n_sm, const int8_t *xq, int64_t t, int64_t kp, const int8_t *w,
+                     const int8_t *w2, int64_t n, const float *sx, const float *f, const float *f2, const float *extra,
+                     void *y, int f32y, int accumulate);
 /* acc[t, ldc] = xq[t, kp] w[n, kp]^T in int32 with dp4a (kp a multiple of 16): the plain kernel
  * for shapes cuBLASLt's int8 kernels refuse. */
 int qh_cu_i8_gemm_simple(cudaStream_t s, const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp,

@@ -109,6 +109,7 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
                                   cudaMemcpyHostToDevice, s);
         if (!e && rows)
             e = cudaMemcpyAsync(out->quant.scale, host->quant.scale, (size_t)rows * sizeof(float), cudaMemcpyHostToDevice, s);
+        if (!e && rows) e = (cudaError_t)qh_cu_i8_scale127(s, out->quant.scale, (float *)(dev + l.off_scale127), rows);
     } else {
         if (l.codes_bytes) e = cudaMemcpyAsync(dev, host->data, l.codes_bytes, cudaMemcpyHostToDevice, s);
         if (!e && l.n_blocks && out->quant.scale)
@@ -156,6 +157,10 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
         if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_quantize(s, w->data, rows, cols, l.cols_pad, dev, out->quant.scale),
                               "int8 quantize");
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_scale127(s, out->quant.scale, (float *)((char *)dev + l.off_scale127),
+                                                             rows),
+                              "int8 scales");
     } else if (!double_quant) {
         rc = qh_cu_be_err((cudaError_t)qh_cu_nf4_quantize(s, w->data, n, blocksize, dev, out->quant.scale), "nf4 quantize");
     } else {

@@ -217,6 +217,12 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float 
     }
 }
 
+__global__ void i8_scale127_kernel(const float *scb, float *f, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        f[i] = __fdiv_rn(scb[i], 127.0f);
+}
+
 /* acc[r, col] for col < n: 16 codes per step, four dp4a. */
 __global__ void i8_gemm_simple_kernel(const int8_t *w, const int8_t *xq, int32_t *acc, int64_t n, int64_t kp, int64_t t,
                                       int64_t ldc)
@@ -485,6 +491,12 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
     else if (accumulate) EPI(1, false, true);
     else EPI(1, false, false);
 #undef EPI
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n)
+{
+    if (n > 0) i8_scale127_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, s>>>(scb, f, n);
     return (int)cudaGetLastError();
 }
 

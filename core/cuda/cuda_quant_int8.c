@@ -119,6 +119,60 @@ static int i8_product(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w,
     return rc;
 }
 
+/* The one-kernel product (cuda_i8_gemm.cu) for t tokens and n outputs in tiles of tile_n? On
+ * Hopper, where it applies, when the batch gives every SM a tile (smaller ones: cuBLASLt, whose
+ * kernels split k). */
+static int i8_wgmma(qh_backend *be, const struct qh_cu_quant *q, int64_t t, int64_t n, int64_t tile_n)
+{
+    if (q->wgmma_mode == QH_CUDA_I8_WGMMA_OFF || qh_cu_be_cc_major(be) != 9) return 0;
+    return q->wgmma_mode == QH_CUDA_I8_WGMMA_ALWAYS || (t + 127) / 128 * ((n + tile_n - 1) / tile_n) >= qh_cu_be_sm_count(be);
+}
+
+/* y (+)= x w^T through the one-kernel product (x quantized in q). The outlier columns' fp16
+ * product (cuBLASLt) goes first: straight into y where y is fp32 or added to, else, per chunk of
+ * tokens, into an fp32 scratch the kernel adds before rounding (the int32 path's order, the same
+ * numbers). Returns 1 (nothing done) where the kernel does not apply. */
+static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w, qh_tensor *y, int64_t t,
+                           int64_t n, int64_t kp, const float *f, int accumulate)
+{
+    const int m = q->m, mp = q->mp, f32y = y->dtype == QH_F32, direct = m == 0 || accumulate || f32y;
+    int64_t chunk = direct ? t : (q->chunk + 3) / 4 * 4;
+    if (chunk <= 0 || chunk > t) chunk = t;
+    const float *adds_extra = direct ? NULL : f; /* any non-NULL pointer: the kernel will add a scratch */
+    if (!i8_wgmma(be, q, t, n, 256) ||
+        !qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, w->data, NULL, n, NULL, adds_extra, y->data, f32y,
+                                  accumulate || (m > 0 && direct)))
+        return 1;
+    cudaStream_t s = qh_cu_be_stream(be);
+    int rc = QH_OK;
+    if (m > 0) {
+        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
+        if (!rc && !direct) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(chunk * n), 0);
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, mp, q->wo.p),
+                              "gather");
+    }
+    const size_t es = f32y ? 4 : 2;
+    for (int64_t t0 = 0; !rc && t0 < t; t0 += chunk) {
+        const int64_t tc = t - t0 < chunk ? t - t0 : chunk;
+        char *yp = (char *)y->data + (size_t)(t0 * n) * es;
+        if (m > 0) {
+            qh_tensor xo = qh_tensor_2d(QH_F16, tc, mp), wo = qh_tensor_2d(QH_F16, n, mp);
+            qh_tensor yo = qh_tensor_2d(direct ? y->dtype : QH_F32, tc, n);
+            xo.data = (char *)q->xo.p + (size_t)(t0 * mp) * 2, wo.data = q->wo.p, yo.data = direct ? yp : q->yo.p;
+            xo.device = wo.device = yo.device = QH_DEVICE_CUDA;
+            rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, direct && accumulate ? 1.0f : 0.0f);
+        }
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gemm_tc(s, qh_cu_be_sm_count(be), (const int8_t *)q->xq.p + t0 * kp,
+                                                            tc, kp, w->data, NULL, n, (const float *)q->sx.p + t0, f,
+                                                            NULL, direct ? NULL : (const float *)q->yo.p, yp, f32y,
+                                                            accumulate || (m > 0 && direct)),
+                              "int8 product");
+    }
+    return rc;
+}
+
 int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
                     int64_t t, int64_t k, int64_t n, int accumulate, int kind)
 {
@@ -129,6 +183,14 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
     int rc = i8_prepare(be, q, x, t, k, kp, w->quant.threshold, kind);
     if (rc) return rc;
     const int m = q->m, mp = q->mp, f32y = y->dtype == QH_F32;
+    rc = i8_linear_wgmma(be, q, w, y, t, n, kp, (const float *)((char *)w->data + l.off_scale127), accumulate);
+    if (rc != 1) {
+        q->st.int8_wgmma_products += !rc;
+        i8_written(q, y->data, (size_t)(t * n) * (f32y ? 4 : 2));
+        qh_cu_be_mark(be, kind);
+        return rc;
+    }
+    rc = QH_OK;
     if (m > 0) {
         rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
         if (!rc)
@@ -208,6 +270,20 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
     if (rc) return rc;
     if (q->m > 0) return 1; /* the outlier columns' fp16 products: the plain path adds them */
+    const float *fu = (const float *)((char *)wu->data + l.off_scale127);
+    if (i8_wgmma(be, q, t, n, 128) &&
+        qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, wg->data, wu->data, n, fu, NULL, gate->data, 0, 0)) {
+        /* both products and the SwiGLU in one kernel; down_proj quantizes gate itself */
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gemm_tc(qh_cu_be_stream(be), qh_cu_be_sm_count(be), q->xq.p, t, kp,
+                                                        wg->data, wu->data, n, q->sx.p,
+                                                        (const float *)((char *)wg->data + l.off_scale127), fu, NULL,
+                                                        gate->data, 0, 0),
+                          "int8 SwiGLU product");
+        q->st.int8_wgmma_products += 2;
+        i8_written(q, gate->data, (size_t)(t * n) * 2);
+        qh_cu_be_mark(be, QH_CUDA_OP_GEMM_GATE_UP);
+        return rc;
+    }
     /* Threshold 0, and the down_proj product after this one known (learned from the first):
      * the SwiGLU kernel writes its output's codes for down_proj too, into xq in place. Its rows
      * are kp_d >= kp apart, so with the chunks taken last to first, the codes written for rows
@@ -260,6 +336,12 @@ void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens)
 {
     struct qh_cu_quant *q;
     if (!qh_cu_q_state(be, &q)) q->chunk = tokens > 0 ? tokens : INT8_CHUNK_DEFAULT;
+}
+
+void qh_cuda_set_int8_wgmma(qh_backend *be, int mode)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->wgmma_mode = mode;
 }
 
 void qh_cuda_set_int8_swiglu(qh_backend *be, int on)

@@ -54,6 +54,7 @@ struct qh_cu_quant {
     const qh_tensor *prev_w;
     int no_prefetch;
     int no_swiglu; /* int8: linear_swiglu runs the plain ops (benchmarks compare) */
+    int wgmma_mode; /* int8 products with their epilogue in one kernel: QH_CUDA_I8_WGMMA_* (0: auto) */
     int64_t chunk;
     int no_fused;
     int small_rows, small_splits; /* its plan forced (benchmarks); 0: the default */

@@ -75,6 +75,7 @@ typedef struct {
     long int8_outlier_cols[QH_CUDA_OP_COUNT]; /* outlier columns, summed over those */
     int int8_outlier_max[QH_CUDA_OP_COUNT];
     long int8_tc_products, int8_plain_products; /* cuBLASLt int8 tensor cores / the plain dp4a kernel */
+    long int8_wgmma_products;                   /* int8 products with their epilogue in one kernel (Hopper) */
     long nf4_fused, nf4_dequant;                /* products by the small-batch kernel / dequantize + cuBLASLt */
     long int8_norm_codes, int8_swiglu_codes;    /* int8 inputs whose codes RMSNorm / the SwiGLU wrote */
 } qh_cuda_quant_stats;
@@ -82,6 +83,12 @@ void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset);
 /* int8: tokens per int8 matrix product (its int32 result is a scratch of tokens x rows); 0 is
  * the default (4096). */
 void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
+/* int8: the Hopper kernel that does an int8 product and its scaling epilogue (or the SwiGLU of
+ * gate and up) in one pass, instead of cuBLASLt's int32 output read back by a second kernel.
+ * AUTO (the default): for batches that give every SM a tile of 128 tokens; ALWAYS: wherever it
+ * applies (tests: small shapes); OFF: never (benchmarks compare). */
+enum { QH_CUDA_I8_WGMMA_AUTO, QH_CUDA_I8_WGMMA_ALWAYS, QH_CUDA_I8_WGMMA_OFF };
+void qh_cuda_set_int8_wgmma(qh_backend *be, int mode);
 /* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
  * the one kernel from both products' int32 sums (benchmarks compare the two). */
 void qh_cuda_set_int8_swiglu(qh_backend *be, int on);
