@@ -33,7 +33,7 @@ namespace {
 
 constexpr int BM = 128, BK = 128, STAGES = 4, GROUP_M = 16, THREADS = 384;
 constexpr int A_BYTES = BM * BK, B_BYTES = 256 * BK, STAGE_BYTES = A_BYTES + B_BYTES;
-constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8 + 2 * 256 * 4;
+constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024 + 2 * STAGES * 8 + 2 * 2 * 256 * 4;
 constexpr int CONSUMER_WARPS = 8;
 
 enum { OUT_F16, OUT_F16_ADD, OUT_F32, OUT_F32_ADD, OUT_SWIGLU };
@@ -288,17 +288,22 @@ __global__ void __launch_bounds__(THREADS, 1)
     int32_t d[128];
 #pragma unroll
     for (int i = 0; i < 128; i++) d[i] = 0;
-    const int ct = threadIdx.x - 128; /* 0 .. 255 among the consumers */
+    const int ct = threadIdx.x & 127; /* thread of the warpgroup */
     const int64_t rbase = cw * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
-    float *fbuf = reinterpret_cast<float *>(empty + STAGES); /* [2][256]: the factors of every other tile */
+    /* [warpgroup][2][256]: each warpgroup's copy of the factors of every other tile, so that the
+     * two warpgroups never wait for each other (one may start its epilogue while the other still
+     * multiplies) */
+    float *fbuf = reinterpret_cast<float *>(empty + STAGES) + cw * 512;
     int it = 0, ti = 0;
     for (int i = blockIdx.x; i < ntiles; i += gridDim.x, ti++) {
         int tm, tn;
         tile_of(i, tiles_m, tiles_n, tm, tn);
         /* The epilogue's factors and scales, loaded now and used after the main loop (their
-         * latency hides behind it): one factor per consumer thread, staged in shared memory. */
-        const int64_t row0 = (int64_t)tm * BM + rbase, fc = paired ? (int64_t)tn * 128 + (ct & 127) : (int64_t)tn * 256 + ct;
-        const float fv = fc < e.n ? (paired && ct >= 128 ? e.f2[fc] : e.f[fc]) : 0.f;
+         * latency hides behind it): two factors per thread (columns ct and 128 + ct of the tile;
+         * paired: gate's and up's column ct), staged in shared memory. */
+        const int64_t row0 = (int64_t)tm * BM + rbase;
+        const int64_t fc0 = paired ? (int64_t)tn * 128 + ct : (int64_t)tn * 256 + ct, fc1 = paired ? fc0 : fc0 + 128;
+        const float fv0 = fc0 < e.n ? e.f[fc0] : 0.f, fv1 = fc1 < e.n ? (paired ? e.f2[fc1] : e.f[fc1]) : 0.f;
         const float s0 = row0 < e.t ? e.sx[row0] : 0.f, s1 = row0 + 8 < e.t ? e.sx[row0 + 8] : 0.f;
         /* one batch of wgmma in flight while the next stage's is issued: a stage is released once
          * the batch after it has been committed and its own batch has completed */
@@ -321,10 +326,11 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int r = 0; r < 128; r++) reg_fence(d[r]);
         if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
         /* Two buffers: a thread writes this tile's after the barrier of the tile before, which
-         * every consumer passed only after the epilogue that read this buffer last. */
+         * every thread of the warpgroup passed only after the epilogue that read this buffer last. */
         float *fs = fbuf + (ti & 1) * 256;
-        fs[ct] = fv;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory"); /* the 256 consumer threads */
+        fs[ct] = fv0, fs[128 + ct] = fv1;
+        if (cw) asm volatile("bar.sync 2, 128;\n" ::: "memory"); /* this warpgroup's 128 threads */
+        else asm volatile("bar.sync 1, 128;\n" ::: "memory");
         epilogue<MODE>(d, e, fs, s0, s1, row0, (int64_t)tn * bn, lane);
     }
 #endif
