@@ -13,7 +13,10 @@
  *     linear_add, else into an fp32 scratch the epilogue adds;
  *   - the epilogue: (acc * s_t) * (SCB_n / 127), into fp16 activations or added to fp32 y;
  *     linear_swiglu's gate and up products share one epilogue that writes silu(g) * u (and at
- *     threshold 0 its codes for down_proj). */
+ *     threshold 0 its codes for down_proj).
+ * On Hopper, batches that give every SM a 128-token tile skip the int32 sums: the product and its
+ * epilogue (or gate, up and the SwiGLU) run in one kernel of ours (cuda_i8_gemm.cu), the same
+ * numbers; the outlier columns' product is added as above. */
 #include "cuda_quant_state.h"
 #include "cuda_internal.h"
 
