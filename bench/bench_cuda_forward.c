@@ -15,7 +15,8 @@
  * (int8:0+plain, nf4-dq+plain@10240) to measure what they bring; "+nocodes" makes int8's products
  * quantize their inputs themselves instead of RMSNorm and SwiGLU writing the codes (int8:0+nocodes);
  * "+cublas" keeps int8's large batches on cuBLASLt's int32 products and the epilogue kernels
- * instead of the one-kernel wgmma products (int8:0+cublas). The random model's fp16 weights (the same
+ * instead of the one-kernel wgmma products (int8:0+cublas); "+wait" makes int8's small batches wait
+ * for their outlier count as large ones do (int8+wait@0). The random model's fp16 weights (the same
  * for every variant) are quantized on the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -139,6 +140,7 @@ typedef struct {
     int plain;        /* "+plain": int8 without the fused SwiGLU, nf4 without prefetching */
     int nocodes;      /* "+nocodes": int8 without the codes RMSNorm and SwiGLU write */
     int cublas;       /* "+cublas": int8 products through cuBLASLt's int32 output, never the wgmma kernel */
+    int wait;         /* "+wait": int8 batches of any size wait for their outlier count */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -213,7 +215,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][+nocodes][+cublas][@bt/bt...] */
+/* name[:threshold][+plain][+nocodes][+cublas][+wait][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -227,7 +229,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+cublas");
+    char *plus = strstr(buf, "+wait");
+    if (plus) memmove(plus, plus + 5, strlen(plus + 5) + 1), v->wait = 1;
+    plus = strstr(buf, "+cublas");
     if (plus) memmove(plus, plus + 7, strlen(plus + 7) + 1), v->cublas = 1;
     plus = strstr(buf, "+nocodes");
     if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->nocodes = 1;
@@ -251,6 +255,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", inputs quantized by the products");
     if (v->cublas && v->dtype == QH_I8)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", cuBLASLt int32 + epilogue");
+    if (v->wait && v->dtype == QH_I8)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", waits for outlier counts");
     return QH_OK;
 }
 
@@ -458,6 +464,7 @@ int main(int argc, char **argv)
         if (v->plain) qh_cuda_set_int8_swiglu(be, 0), qh_cuda_set_nf4_prefetch(be, 0);
         if (v->nocodes) qh_cuda_set_int8_input_codes(be, 0);
         if (v->cublas) qh_cuda_set_int8_wgmma(be, QH_CUDA_I8_WGMMA_OFF);
+        if (v->wait) qh_cuda_set_int8_outlier_sync(be, 1);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];

@@ -462,6 +462,85 @@ static void test_int8_wgmma(void **state)
     }
 }
 
+/* Small batches with outlier columns keep the outlier count on the device (no stream
+ * synchronisation): the outlier columns go through a CUDA-core kernel while the counts seen so
+ * far are small, through a gathered fp16 product of a learned capacity once they are not, and
+ * the columns beyond that capacity through the CUDA-core kernel again. For each shape, inputs in
+ * an order that walks through those regimes (the counts forgotten first), every output kind,
+ * against float64 and against the path that waits for the count (bit for bit without outlier
+ * columns); the outlier columns counted on the device. */
+static void test_int8_outlier_nosync(void **state)
+{
+    pair *b = *state;
+    enum { NP = 6, NO = 4 };
+    static const int planted[NP] = {0, 3, 150, 40, 300, 3}; /* 150 teaches a capacity of 192; 300 overflows it */
+    static const int64_t shapes[][3] = {{30, 1000, 517}, {1, 256, 96}, {64, 640, 300}};
+    static const struct {
+        qh_dtype dt;
+        int add;
+    } outs[NO] = {{QH_F16, 0}, {QH_F32, 1}, {QH_F32, 0}, {QH_F16, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t t = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+        float *x[NP], *y0[NP], *scb[NP], *got[NP][NO];
+        int8_t *q[NP];
+        qh_tensor wg[NP], xg[NP];
+        for (int pi = 0; pi < NP; pi++) {
+            uint64_t rng = 1300 + 10 * si + pi;
+            x[pi] = normals16(&rng, t * k, 1.0), y0[pi] = normals16(&rng, t * n, 1.0);
+            for (int j = 0; j < planted[pi]; j++) /* column (7 j + 3) % k, in row j % t */
+                x[pi][(j % t) * k + (7 * j + 3) % k] = (j & 1 ? -1.0f : 1.0f) * 7.5f;
+            gpu_int8_weight(b, &rng, n, k, 6.0f, &q[pi], &scb[pi], &wg[pi]);
+            xg[pi] = to_be(b->gpu, x[pi], t, k, QH_F16);
+        }
+        qh_cuda_set_int8_outlier_sync(b->gpu, 0); /* also forgets the counts seen so far */
+        long cols[NP], inputs[NP];
+        for (int pi = 0; pi < NP; pi++) {
+            qh_cuda_quant_stats st;
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            for (int oi = 0; oi < NO; oi++)
+                got[pi][oi] = int8_run(b, QH_CUDA_I8_WGMMA_AUTO, &xg[pi], &wg[pi], outs[oi].dt,
+                                       outs[oi].add ? y0[pi] : NULL, t, n);
+            qh_cuda_quant_stats_get(b->gpu, &st, 1);
+            cols[pi] = inputs[pi] = 0;
+            for (int i = 0; i < QH_CUDA_OP_COUNT; i++) cols[pi] += st.int8_outlier_cols[i], inputs[pi] += st.int8_inputs[i];
+        }
+        qh_cuda_set_int8_outlier_sync(b->gpu, 1);
+        for (int pi = 0; pi < NP; pi++) {
+            int m;
+            double *ref = int8_reference(x[pi], t, k, q[pi], scb[pi], n, 6.0f, &m);
+            printf("#   int8 [%lld, %lld] x [%lld, %lld]^T, %d outlier cols: counted on the device %ld in %ld input(s)\n",
+                   (long long)t, (long long)k, (long long)n, (long long)k, m, cols[pi], inputs[pi]);
+            assert_true(inputs[pi] >= 1); /* once per product here: each upload of y0 invalidates the cache */
+            assert_int_equal(cols[pi], inputs[pi] * m);
+            double *r = malloc(sizeof(double) * (size_t)(t * n)), *rw = malloc(sizeof(double) * (size_t)(t * n));
+            assert_true(r && rw);
+            for (int oi = 0; oi < NO; oi++) {
+                float *waited = int8_run(b, QH_CUDA_I8_WGMMA_AUTO, &xg[pi], &wg[pi], outs[oi].dt,
+                                         outs[oi].add ? y0[pi] : NULL, t, n);
+                for (int64_t i = 0; i < t * n; i++) {
+                    double y = outs[oi].dt == QH_F16 ? qh_f16_to_f32(qh_f32_to_f16(y0[pi][i])) : y0[pi][i];
+                    r[i] = (outs[oi].add ? y : 0.0) + ref[i], rw[i] = waited[i];
+                }
+                char what[160];
+                snprintf(what, sizeof what, "  no wait -> %s%s", outs[oi].dt == QH_F16 ? "f16" : "f32",
+                         outs[oi].add ? " +=" : "");
+                const double tol = outs[oi].dt == QH_F16 ? 2e-3 : (m ? 1e-3 : 1e-5);
+                bound(what, worst_row_err(got[pi][oi], r, t, n), tol);
+                snprintf(what + strlen(what), sizeof what - strlen(what), ", against waiting");
+                bound(what, worst_row_err(got[pi][oi], rw, t, n), tol);
+                if (m == 0) assert_int_equal(count_diff(got[pi][oi], waited, t * n), 0);
+                free(waited), free(got[pi][oi]);
+            }
+            free(r), free(rw), free(ref);
+        }
+        qh_cuda_set_int8_outlier_sync(b->gpu, 0);
+        for (int pi = 0; pi < NP; pi++) {
+            b->gpu->release(b->gpu, &xg[pi]), b->gpu->release(b->gpu, &wg[pi]);
+            free(x[pi]), free(y0[pi]), free(q[pi]), free(scb[pi]);
+        }
+    }
+}
+
 /* The int8 SwiGLU writing its output's codes for down_proj (threshold 0; chunks taken last to
  * first, the codes written over the input's in place): gate and the residual after down_proj
  * are the same bit for bit as when down_proj quantizes gate itself. Many chunks, odd widths. */
@@ -1069,6 +1148,7 @@ static void test_model_int8_wgmma(void **state)
     }
     static const char *const names[] = {"mha", "gqa"};
     static const float thresholds[] = {0.0f, 6.0f};
+    qh_cuda_set_int8_outlier_sync(b->gpu, 1); /* the kernel needs the outlier count on the host */
     for (int mi = 0; mi < 2; mi++)
         for (int ti = 0; ti < 2; ti++) {
             quant_fixture f;
@@ -1100,6 +1180,7 @@ static void test_model_int8_wgmma(void **state)
             }
             quant_fixture_close(&f);
         }
+    qh_cuda_set_int8_outlier_sync(b->gpu, 0);
 }
 
 static void test_model_int8(void **state)
@@ -1124,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
         cmocka_unit_test(test_int8_swiglu_codes), cmocka_unit_test(test_int8_wgmma),
+        cmocka_unit_test(test_int8_outlier_nosync),
         cmocka_unit_test(test_int8_input_codes),
         cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_small_multi),
         cmocka_unit_test(test_nf4_prefetch),

@@ -54,21 +54,32 @@ int qh_cu_quant_init(cudaStream_t s, const float levels[16], const double mids[1
 
 /* int8 activations, LLM.int8(): flags[c] = 1 where any |x[:, c]| >= thr (flags zeroed first);
  * idx[0..m) the flagged columns in order, m into *m_dev and, when m_host is non-NULL (mapped
- * host memory), there too; xq[t, kp] = rint(x * 127 / s_t) over the other columns (0 at flagged
- * and padding columns), sx[t] = s_t / 127 with s_t their absmax (flags NULL: all columns). */
+ * host memory), there too, and when stat is non-NULL stat[0] += m, stat[1] = max(stat[1], m);
+ * xq[t, kp] = rint(x * 127 / s_t) over the other columns (0 at flagged and padding columns),
+ * sx[t] = s_t / 127 with s_t their absmax (flags NULL: all columns). */
 int qh_cu_i8_flags(cudaStream_t s, const void *x, int64_t t, int64_t k, float thr, unsigned char *flags);
-int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host);
+int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host,
+                     unsigned long long *stat);
 int qh_cu_i8_rowquant(cudaStream_t s, const void *x, int64_t t, int64_t k, int64_t kp, const unsigned char *flags,
                       int8_t *xq, float *sx);
-/* xo[t, mp] = x[t, idx[j]] for j < m, 0 for m <= j < mp (fp16). */
-int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, void *xo);
-/* wo[n, mp] = fp16(w[n, idx[j]] * (scb[n] / 127)) for j < m, 0 beyond (w rows of kp codes). */
+/* xo[t, mp] = x[t, idx[j]] for j < m, 0 for m <= j < mp (fp16). m_dev non-NULL: m = min(*m_dev,
+ * mp), read on the device. */
+int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m,
+                      const int *m_dev, int mp, void *xo);
+/* wo[n, mp] = fp16(w[n, idx[j]] * (scb[n] / 127)) for j < m, 0 beyond (w rows of kp codes); m_dev
+ * as for gather_x. */
 int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, const float *scb, const int32_t *idx,
-                      int m, int mp, void *wo);
-/* y[t, n] (+)= (acc[t, n] * sx[t]) * (scb[n] / 127) (+ extra[t, n], fp32 [t, n], when non-NULL);
- * acc rows of ldc int32; y fp16 or fp32 (y_type). */
+                      int m, const int *m_dev, int mp, void *wo);
+/* The outlier columns j0 .. *m_dev - 1 (count read on the device) for at most 64 tokens, on CUDA
+ * cores: out[t, n] (fp32; = or += when add) sum_j x[t, idx[j]] fp16(w[n, idx[j]] * f[n]), f = SCB
+ * / 127. Does nothing where *m_dev <= j0. */
+int qh_cu_i8_outlier_small(cudaStream_t s, const void *x, int64_t k, const int32_t *idx, const int *m_dev, int j0,
+                           const int8_t *w, int64_t kp, const float *f, float *out, int64_t t, int64_t n, int add);
+/* y[t, n] (+)= (acc[t, n] * sx[t]) * (scb[n] / 127) (+ extra[t, n], fp32 [t, n], when non-NULL and,
+ * where extra_if is non-NULL, *extra_if != 0); acc rows of ldc int32; y fp16 or fp32 (y_type). */
 int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
-                      const float *extra, void *y, int y_type, int accumulate, int64_t t, int64_t n);
+                      const float *extra, const int *extra_if, void *y, int y_type, int accumulate, int64_t t,
+                      int64_t n);
 /* out[t, n] = fp16(silu(g) * u) with g = fp16(acc_g[t, n] * sx[t] * (scb_g[n] / 127)) and u
  * likewise: i8_epilogue on both, then silu_mul, in one pass (acc rows of ldc int32). */
 int qh_cu_i8_swiglu(cudaStream_t s, const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *sx,

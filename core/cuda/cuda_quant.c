@@ -37,7 +37,10 @@ int qh_cu_q_state(qh_backend *be, struct qh_cu_quant **out)
     double mids[15];
     for (int i = 0; i < 15; i++) mids[i] = ((double)qh_nf4_levels[i] + (double)qh_nf4_levels[i + 1]) / 2.0;
     int rc = qh_cu_be_err((cudaError_t)qh_cu_quant_init(qh_cu_be_stream(be), qh_nf4_levels, mids), "nf4 tables");
-    if (!rc) rc = qh_cu_be_err(cudaHostAlloc((void **)&q->m_host, sizeof(int), cudaHostAllocMapped), "cudaHostAlloc");
+    if (!rc)
+        rc = qh_cu_be_err(cudaHostAlloc((void **)&q->m_host, sizeof(int) * 2 * QH_CUDA_OP_COUNT, cudaHostAllocMapped),
+                          "cudaHostAlloc");
+    if (!rc) memset(q->m_host, 0, sizeof(int) * 2 * QH_CUDA_OP_COUNT);
     if (!rc) rc = qh_cu_be_err(cudaHostGetDevicePointer((void **)&q->m_host_dev, q->m_host, 0), "cudaHostGetDevicePointer");
     if (rc) {
         if (q->m_host) cudaFreeHost(q->m_host);
@@ -55,8 +58,8 @@ void qh_cu_quant_free(qh_backend *be)
     struct qh_cu_quant **slot = qh_cu_be_quant(be), *q = *slot;
     if (!q) return;
     if (q->side) cudaStreamSynchronize(q->side);
-    qh_cu_dbuf *bufs[] = {&q->xq, &q->xo, &q->sx, &q->flags, &q->idx, &q->mdev, &q->wo,
-                    &q->acc, &q->acc2, &q->yo, &q->deq[0], &q->deq[1]};
+    qh_cu_dbuf *bufs[] = {&q->xq, &q->xo,  &q->sx, &q->flags, &q->idx,    &q->mdev,   &q->wo,
+                          &q->acc, &q->acc2, &q->yo, &q->dstat, &q->deq[0], &q->deq[1]};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qh_cu_be_free(be, bufs[i]->p, bufs[i]->cap);
     if (q->m_host) cudaFreeHost(q->m_host);
     for (int i = 0; i < 2; i++) {
@@ -249,5 +252,15 @@ void qh_cuda_quant_stats_get(qh_backend *be, qh_cuda_quant_stats *s, int reset)
         return;
     }
     *s = q->st;
-    if (reset) memset(&q->st, 0, sizeof q->st);
+    /* the outlier columns are counted on the device (batches that do not wait for their count) */
+    unsigned long long d[QH_CUDA_OP_COUNT][2];
+    cudaStream_t st = qh_cu_be_stream(be);
+    if (q->dstat.p && cudaMemcpyAsync(d, q->dstat.p, sizeof d, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
+        cudaStreamSynchronize(st) == cudaSuccess)
+        for (int k = 0; k < QH_CUDA_OP_COUNT; k++)
+            s->int8_outlier_cols[k] = (long)d[k][0], s->int8_outlier_max[k] = (int)d[k][1];
+    if (reset) {
+        memset(&q->st, 0, sizeof q->st);
+        if (q->dstat.p) cudaMemsetAsync(q->dstat.p, 0, sizeof d, st);
+    }
 }

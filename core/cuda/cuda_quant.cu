@@ -65,7 +65,8 @@ __global__ void i8_flags_kernel(const __half *x, int64_t t, int64_t k, float thr
 }
 
 /* One block of 1024 threads: the flagged columns in order. */
-__global__ void i8_compact_kernel(const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host)
+__global__ void i8_compact_kernel(const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host,
+                                  unsigned long long *stat)
 {
     __shared__ int sums[32];
     __shared__ int base;
@@ -96,6 +97,7 @@ __global__ void i8_compact_kernel(const unsigned char *flags, int64_t k, int32_t
     if (threadIdx.x == 0) {
         *m_dev = base;
         if (m_host) *(volatile int *)m_host = base;
+        if (stat) atomicAdd(&stat[0], (unsigned long long)base), atomicMax(&stat[1], (unsigned long long)base);
     }
 }
 
@@ -138,8 +140,11 @@ __global__ void i8_rowquant_kernel(const __half *x, int64_t k, int64_t kp, const
     }
 }
 
-__global__ void i8_gather_x_kernel(const __half *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, __half *xo)
+/* m_dev non-NULL: m = min(*m_dev, mp), the count read on the device (no host synchronisation). */
+__global__ void i8_gather_x_kernel(const __half *x, int64_t t, int64_t k, const int32_t *idx, int m, const int *m_dev,
+                                   int mp, __half *xo)
 {
+    if (m_dev) m = min(*m_dev, mp);
     int64_t n = t * mp;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / mp;
@@ -149,8 +154,9 @@ __global__ void i8_gather_x_kernel(const __half *x, int64_t t, int64_t k, const 
 }
 
 __global__ void i8_gather_w_kernel(const int8_t *w, int64_t rows, int64_t kp, const float *scb, const int32_t *idx,
-                                   int m, int mp, __half *wo)
+                                   int m, const int *m_dev, int mp, __half *wo)
 {
+    if (m_dev) m = min(*m_dev, mp);
     int64_t n = rows * mp;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / mp;
@@ -162,8 +168,9 @@ __global__ void i8_gather_w_kernel(const int8_t *w, int64_t rows, int64_t kp, co
 
 template <int V, bool F16, bool ACC>
 __global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
-                                   const float *extra, void *y, int64_t t, int64_t n)
+                                   const float *extra, const int *extra_if, void *y, int64_t t, int64_t n)
 {
+    if (extra_if && *extra_if == 0) extra = NULL;
     for (int64_t r = blockIdx.y; r < t; r += gridDim.y) {
         const float s = sx[r];
         for (int64_t c = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * V; c < n;
@@ -221,6 +228,57 @@ __global__ void i8_scale127_kernel(const float *scb, float *f, int64_t n)
 {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         f[i] = __fdiv_rn(scb[i], 127.0f);
+}
+
+/* The outlier columns j0 .. m-1 (m = *m_dev, read here: no host synchronisation) of a batch of
+ * at most OUTLIER_SMALL_T tokens on CUDA cores: out[r, c] (=, or += when add) sum_j x[r, idx[j]]
+ * * fp16(w[c, idx[j]] * f[c]), f = SCB / 127, the values the gathered fp16 product multiplies.
+ * Block: 64 output columns x every token, 32 columns of x and w at a time through shared memory;
+ * each thread sums 16 tokens of one column. Nothing to do (m <= j0): returns at once. */
+constexpr int OUTLIER_SMALL_T = 64;
+
+__global__ void __launch_bounds__(256) i8_outlier_small_kernel(const __half *x, int64_t k, const int32_t *idx,
+                                                                const int *m_dev, int j0, const int8_t *w, int64_t kp,
+                                                                const float *f, float *out, int64_t t, int64_t n, bool add)
+{
+    const int m = *m_dev;
+    if (m <= j0) return;
+    __shared__ float xs[OUTLIER_SMALL_T][33], ws[64][33];
+    __shared__ int ids[32];
+    const int tid = threadIdx.x, col = tid & 63, r0 = tid >> 6;
+    const int64_t c0 = (int64_t)blockIdx.x * 64;
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.f;
+    for (int jb = j0; jb < m; jb += 32) {
+        const int nj = min(32, m - jb);
+        if (tid < 32) ids[tid] = tid < nj ? idx[jb + tid] : 0;
+        __syncthreads();
+        for (int i = tid; i < OUTLIER_SMALL_T * 32; i += 256) {
+            const int r = i >> 5, j = i & 31;
+            xs[r][j] = r < t && j < nj ? __half2float(x[r * k + ids[j]]) : 0.f;
+        }
+        for (int i = tid; i < 64 * 32; i += 256) {
+            const int cc = i >> 5, j = i & 31;
+            const int64_t c = c0 + cc;
+            ws[cc][j] = c < n && j < nj ? __half2float(__float2half_rn(__fmul_rn((float)w[c * kp + ids[j]], f[c]))) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int j = 0; j < 32; j++) {
+            const float wv = ws[col][j];
+#pragma unroll
+            for (int i = 0; i < 16; i++) acc[i] = __fmaf_rn(xs[r0 + 4 * i][j], wv, acc[i]);
+        }
+        __syncthreads();
+    }
+    const int64_t c = c0 + col;
+    if (c >= n) return;
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const int64_t r = r0 + 4 * i;
+        if (r < t) out[r * n + c] = add ? out[r * n + c] + acc[i] : acc[i];
+    }
 }
 
 /* acc[r, col] for col < n: 16 codes per step, four dp4a. */
@@ -435,9 +493,10 @@ int qh_cu_i8_flags(cudaStream_t s, const void *x, int64_t t, int64_t k, float th
     return (int)cudaGetLastError();
 }
 
-int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host)
+int qh_cu_i8_compact(cudaStream_t s, const unsigned char *flags, int64_t k, int32_t *idx, int *m_dev, int *m_host,
+                     unsigned long long *stat)
 {
-    i8_compact_kernel<<<1, 1024, 0, s>>>(flags, k, idx, m_dev, m_host);
+    i8_compact_kernel<<<1, 1024, 0, s>>>(flags, k, idx, m_dev, m_host, stat);
     return (int)cudaGetLastError();
 }
 
@@ -453,24 +512,27 @@ int qh_cu_i8_rowquant(cudaStream_t s, const void *x, int64_t t, int64_t k, int64
     return (int)cudaGetLastError();
 }
 
-int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m, int mp, void *xo)
+int qh_cu_i8_gather_x(cudaStream_t s, const void *x, int64_t t, int64_t k, const int32_t *idx, int m,
+                      const int *m_dev, int mp, void *xo)
 {
     if (t > 0 && mp > 0)
-        i8_gather_x_kernel<<<grid_for(t * mp, 256), 256, 0, s>>>(static_cast<const __half *>(x), t, k, idx, m, mp,
-                                                                static_cast<__half *>(xo));
+        i8_gather_x_kernel<<<grid_for(t * mp, 256), 256, 0, s>>>(static_cast<const __half *>(x), t, k, idx, m, m_dev,
+                                                                mp, static_cast<__half *>(xo));
     return (int)cudaGetLastError();
 }
 
 int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, const float *scb, const int32_t *idx,
-                      int m, int mp, void *wo)
+                      int m, const int *m_dev, int mp, void *wo)
 {
     if (n > 0 && mp > 0)
-        i8_gather_w_kernel<<<grid_for(n * mp, 256), 256, 0, s>>>(w, n, kp, scb, idx, m, mp, static_cast<__half *>(wo));
+        i8_gather_w_kernel<<<grid_for(n * mp, 256), 256, 0, s>>>(w, n, kp, scb, idx, m, m_dev, mp,
+                                                                static_cast<__half *>(wo));
     return (int)cudaGetLastError();
 }
 
 int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,
-                      const float *extra, void *y, int y_type, int accumulate, int64_t t, int64_t n)
+                      const float *extra, const int *extra_if, void *y, int y_type, int accumulate, int64_t t,
+                      int64_t n)
 {
     if (t <= 0 || n <= 0) return (int)cudaGetLastError();
     const bool vec = n % 4 == 0 && ldc % 4 == 0 && ((uintptr_t)acc | (uintptr_t)scb | (uintptr_t)extra) % 16 == 0 &&
@@ -481,7 +543,7 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
     int64_t gy = t < 65535 ? t : 65535;
     dim3 grid((unsigned)gx, (unsigned)gy);
     const bool f16 = y_type == QH_CU_F16;
-#define EPI(V, F, A) i8_epilogue_kernel<V, F, A><<<grid, threads, 0, s>>>(acc, ldc, sx, scb, extra, y, t, n)
+#define EPI(V, F, A) i8_epilogue_kernel<V, F, A><<<grid, threads, 0, s>>>(acc, ldc, sx, scb, extra, extra_if, y, t, n)
     if (vec && f16 && accumulate) EPI(4, true, true);
     else if (vec && f16) EPI(4, true, false);
     else if (vec && accumulate) EPI(4, false, true);
@@ -497,6 +559,16 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
 int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n)
 {
     if (n > 0) i8_scale127_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, s>>>(scb, f, n);
+    return (int)cudaGetLastError();
+}
+
+int qh_cu_i8_outlier_small(cudaStream_t s, const void *x, int64_t k, const int32_t *idx, const int *m_dev, int j0,
+                           const int8_t *w, int64_t kp, const float *f, float *out, int64_t t, int64_t n, int add)
+{
+    if (t > OUTLIER_SMALL_T) return (int)cudaErrorInvalidValue;
+    if (t > 0 && n > 0)
+        i8_outlier_small_kernel<<<(unsigned)((n + 63) / 64), 256, 0, s>>>(static_cast<const __half *>(x), k, idx, m_dev,
+                                                                         j0, w, kp, f, out, t, n, add != 0);
     return (int)cudaGetLastError();
 }
 

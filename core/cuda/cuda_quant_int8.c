@@ -23,9 +23,18 @@
 #include "../error.h"
 #include "../quant_gpu_plan.h"
 
+#include <string.h>
+
 /* ---- int8 products -------------------------------------------------------------------------- */
 
-/* Quantize x (or reuse the cached result); sets q->m, q->mp. */
+/* Quantize x (or reuse the cached result); sets q->m, q->mp.
+ * With an outlier threshold the number m of outlier columns sizes their fp16 product. Large
+ * batches read it back (one stream synchronisation per input, amortised over the batch). Batches
+ * of at most I8_NOSYNC_MAX_T tokens never wait (at batch 1 the 128 waits of a 7B forward pass cost
+ * 0.7-1.4 ms, bench/NOTES.md): m stays on the device (q->m = -1), and the outlier
+ * columns go through a gathered fp16 product of capacity q->mp, chosen from the counts this kind
+ * of input had before (read from mapped memory without waiting; 0 while they stay small), plus a
+ * CUDA-core kernel for any columns beyond it (qh_cu_i8_outlier_small, which reads m itself). */
 static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, int64_t t, int64_t k, int64_t kp,
                       float thr, int kind)
 {
@@ -38,34 +47,48 @@ static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x,
     /* rows up to a multiple of 4: the int8 products run on whole groups of 4 tokens */
     int rc = qh_cu_q_ensure(be, &q->xq, (size_t)((t + 3) / 4 * 4 * kp), 0);
     if (!rc) rc = qh_cu_q_ensure(be, &q->sx, sizeof(float) * (size_t)t, 0);
+    const int nosync = thr > 0 && t <= I8_NOSYNC_MAX_T && !q->outlier_sync;
     const unsigned char *flags = NULL;
     if (!rc && thr > 0) {
         rc = qh_cu_q_ensure(be, &q->flags, (size_t)k, 0);
         if (!rc) rc = qh_cu_q_ensure(be, &q->idx, sizeof(int32_t) * (size_t)k, 0);
         if (!rc) rc = qh_cu_q_ensure(be, &q->mdev, sizeof(int), 0);
-        if (!rc) rc = qh_cu_be_err(cudaMemsetAsync(q->flags.p, 0, (size_t)k, s), "memset");
-        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_flags(s, x->data, t, k, thr, q->flags.p), "int8 outliers");
-        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_compact(s, q->flags.p, k, q->idx.p, q->mdev.p, q->m_host_dev),
-                                   "int8 outliers");
+        if (!rc) rc = qh_cu_q_ensure(be, &q->dstat, sizeof(unsigned long long) * 2 * QH_CUDA_OP_COUNT, 1);
         flags = q->flags.p;
     }
+    unsigned long long *stat = thr > 0 ? (unsigned long long *)q->dstat.p + 2 * kind : NULL;
+    if (!rc && thr > 0) rc = qh_cu_be_err(cudaMemsetAsync(q->flags.p, 0, (size_t)k, s), "memset");
+    if (!rc && thr > 0) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_flags(s, x->data, t, k, thr, q->flags.p), "int8 outliers");
+    if (!rc && thr > 0)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_compact(s, q->flags.p, k, q->idx.p, q->mdev.p,
+                                                        q->m_host_dev + (nosync ? QH_CUDA_OP_COUNT : 0) + kind, stat),
+                          "int8 outliers");
     if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_rowquant(s, x->data, t, k, kp, flags, q->xq.p, q->sx.p), "int8 quantize");
-    int m = 0;
-    if (!rc && thr > 0) {
+    int m = 0, mp = 0;
+    if (!rc && thr > 0 && !nosync) {
         rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
-        m = *(volatile int *)q->m_host;
+        m = *(volatile int *)(q->m_host + kind);
+        mp = (m + 7) / 8 * 8;
+    } else if (!rc && nosync) {
+        /* an earlier small batch's count, or this one's */
+        const int seen = *(volatile int *)(q->m_host + QH_CUDA_OP_COUNT + kind);
+        if (seen > q->hint[kind]) q->hint[kind] = seen;
+        const int h = q->hint[kind], kr = (int)((k + 63) / 64 * 64);
+        m = -1;
+        mp = h <= I8_OUTLIER_SMALL_MAX ? 0 : (h + h / 4 + 63) / 64 * 64; /* a margin for the next inputs */
+        if (mp > kr) mp = kr;
     }
     if (rc) return rc;
-    q->m = m;
-    q->mp = (m + 7) / 8 * 8;
-    if (m > 0) {
-        rc = qh_cu_q_ensure(be, &q->xo, sizeof(uint16_t) * (size_t)(t * q->mp), 0);
-        if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_x(s, x->data, t, k, q->idx.p, m, q->mp, q->xo.p), "gather");
+    q->m = m, q->mp = mp;
+    if (mp > 0) {
+        rc = qh_cu_q_ensure(be, &q->xo, sizeof(uint16_t) * (size_t)(t * mp), 0);
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_x(s, x->data, t, k, q->idx.p, m, m < 0 ? q->mdev.p : NULL, mp,
+                                                             q->xo.p),
+                              "gather");
         if (rc) return rc;
     }
     q->st.int8_inputs[kind]++;
-    q->st.int8_outlier_cols[kind] += m;
-    if (m > q->st.int8_outlier_max[kind]) q->st.int8_outlier_max[kind] = m;
     q->x_ptr = x->data, q->x_t = t, q->x_k = k, q->x_kp = kp, q->x_thr = thr, q->x_gen = gen;
     q->x_valid = 1;
     if (thr == 0 && (kind == QH_CUDA_OP_GEMM_QKV || kind == QH_CUDA_OP_GEMM_GATE_UP)) /* inputs a norm wrote */
@@ -139,6 +162,7 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
                            int64_t n, int64_t kp, const float *f, int accumulate)
 {
     const int m = q->m, mp = q->mp, f32y = y->dtype == QH_F32, direct = m == 0 || accumulate || f32y;
+    if (m < 0) return 1; /* the outlier count is on the device: small batches, the path below */
     int64_t chunk = direct ? t : (q->chunk + 3) / 4 * 4;
     if (chunk <= 0 || chunk > t) chunk = t;
     const float *adds_extra = direct ? NULL : f; /* any non-NULL pointer: the kernel will add a scratch */
@@ -152,7 +176,8 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
         rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
         if (!rc && !direct) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(chunk * n), 0);
         if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, mp, q->wo.p),
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, NULL, mp,
+                                                             q->wo.p),
                               "gather");
     }
     const size_t es = f32y ? 4 : 2;
@@ -176,6 +201,44 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
     return rc;
 }
 
+/* y (+)= x w^T for a small batch whose outlier count stays on the device (q->m < 0, capacity
+ * q->mp): the int8 product as usual; the outlier sums into y where y is fp32 and added to, else
+ * into an fp32 scratch the epilogue adds (only if there are outliers at all, when no gathered
+ * product wrote it: the epilogue reads the count). */
+static int i8_linear_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w,
+                            qh_tensor *y, int64_t t, int64_t k, int64_t n, int64_t kp, int64_t np, const float *f,
+                            int accumulate)
+{
+    cudaStream_t s = qh_cu_be_stream(be);
+    const int f32y = y->dtype == QH_F32, into_y = f32y && accumulate, cap = q->mp;
+    int rc = qh_cu_q_ensure(be, &q->acc, sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), 0);
+    if (!rc && !into_y) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(t * n), 0);
+    if (!rc) rc = i8_product(be, q, w, q->xq.p, q->acc.p, n, np, kp, t);
+    float *out = into_y ? y->data : q->yo.p;
+    if (!rc && cap > 0) {
+        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * cap), 0);
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, 0, q->mdev.p,
+                                                             cap, q->wo.p),
+                              "gather");
+        qh_tensor xo = qh_tensor_2d(QH_F16, t, cap), wo = qh_tensor_2d(QH_F16, n, cap), yo = qh_tensor_2d(QH_F32, t, n);
+        xo.data = q->xo.p, wo.data = q->wo.p, yo.data = out;
+        xo.device = wo.device = yo.device = QH_DEVICE_CUDA;
+        if (!rc) rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, into_y ? 1.0f : 0.0f);
+    }
+    if (!rc)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_outlier_small(s, x->data, k, q->idx.p, q->mdev.p, cap, w->data, kp, f, out,
+                                                              t, n, into_y || cap > 0),
+                          "int8 outliers");
+    if (!rc)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue(s, q->acc.p, np, q->sx.p, w->quant.scale,
+                                                         into_y ? NULL : q->yo.p,
+                                                         into_y || cap > 0 ? NULL : (const int *)q->mdev.p, y->data,
+                                                         f32y ? QH_CU_F32 : QH_CU_F16, accumulate, t, n),
+                          "int8 epilogue");
+    return rc;
+}
+
 int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w, qh_tensor *y,
                     int64_t t, int64_t k, int64_t n, int accumulate, int kind)
 {
@@ -186,7 +249,9 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
     int rc = i8_prepare(be, q, x, t, k, kp, w->quant.threshold, kind);
     if (rc) return rc;
     const int m = q->m, mp = q->mp, f32y = y->dtype == QH_F32;
-    rc = i8_linear_wgmma(be, q, w, y, t, n, kp, (const float *)((char *)w->data + l.off_scale127), accumulate);
+    const float *f = (const float *)((char *)w->data + l.off_scale127);
+    rc = m < 0 ? i8_linear_nosync(be, q, x, w, y, t, k, n, kp, np, f, accumulate)
+               : i8_linear_wgmma(be, q, w, y, t, n, kp, f, accumulate);
     if (rc != 1) {
         q->st.int8_wgmma_products += !rc;
         i8_written(q, y->data, (size_t)(t * n) * (f32y ? 4 : 2));
@@ -197,7 +262,8 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
     if (m > 0) {
         rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
         if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, mp, q->wo.p),
+            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, NULL, mp,
+                                                             q->wo.p),
                               "gather");
     }
     const int64_t t4 = (t + 3) / 4 * 4;
@@ -231,7 +297,7 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
         }
         if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue(s, q->acc.p, np, (const float *)q->sx.p + t0, w->quant.scale,
-                                                             extra, yp, f32y ? QH_CU_F32 : QH_CU_F16, epi_acc, tc, n),
+                                                             extra, NULL, yp, f32y ? QH_CU_F32 : QH_CU_F16, epi_acc, tc, n),
                               "int8 epilogue");
     }
     i8_written(q, y->data, (size_t)(t * n) * es);
@@ -272,7 +338,7 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     if (chunk < 4 || (uintptr_t)acc_u % 16) return 1;
     rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
     if (rc) return rc;
-    if (q->m > 0) return 1; /* the outlier columns' fp16 products: the plain path adds them */
+    if (q->m != 0) return 1; /* outlier columns (or a count on the device): the plain path adds them */
     const float *fu = (const float *)((char *)wu->data + l.off_scale127);
     if (i8_wgmma(be, q, t, n, 128) &&
         qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, wg->data, wu->data, n, fu, NULL, gate->data, 0, 0)) {
@@ -339,6 +405,16 @@ void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens)
 {
     struct qh_cu_quant *q;
     if (!qh_cu_q_state(be, &q)) q->chunk = tokens > 0 ? tokens : INT8_CHUNK_DEFAULT;
+}
+
+void qh_cuda_set_int8_outlier_sync(qh_backend *be, int on)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) {
+        q->outlier_sync = on != 0, q->x_valid = 0;
+        memset(q->hint, 0, sizeof q->hint);
+        memset(q->m_host, 0, sizeof(int) * 2 * QH_CUDA_OP_COUNT);
+    }
 }
 
 void qh_cuda_set_int8_wgmma(qh_backend *be, int mode)

@@ -15,6 +15,11 @@
  * projections (32 MB) whole */
 #define NF4_PART_BYTES_DEFAULT ((size_t)48 << 20)
 #define NF4_ORDER_MAX 1024 /* weights whose successor is remembered (a 7B model has 224) */
+/* int8 with outlier columns: batches of at most this many tokens never wait for the outlier count
+ * (see i8_prepare); inputs whose counts so far stay within I8_OUTLIER_SMALL_MAX take all outlier
+ * columns on CUDA cores, others a gathered fp16 product of a capacity learned from those counts. */
+#define I8_NOSYNC_MAX_T 64
+#define I8_OUTLIER_SMALL_MAX 32
 
 /* A device buffer that grows to the largest size asked of it. */
 typedef struct {
@@ -28,7 +33,7 @@ struct qh_cu_quant {
     int64_t x_t, x_k, x_kp;
     float x_thr;
     unsigned long x_gen;
-    int x_valid, m, mp;
+    int x_valid, m, mp; /* m < 0: the outlier count is on the device only; mp: then the gather capacity */
     /* The ops that produce int8 inputs write their codes too (threshold 0): RMSNorm
      * (qh_cu_quant_norm_codes) for the products fed by a norm, the int8 SwiGLU for down_proj. The
      * width k of those products and their padded width kp, learned from the first of each (0: none
@@ -36,7 +41,13 @@ struct qh_cu_quant {
     int64_t norm_k, norm_kp, down_k, down_kp;
     int no_input_codes;
     qh_cu_dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, yo;
-    int *m_host, *m_host_dev; /* mapped pinned: the outlier count */
+    /* mapped pinned: the latest outlier count of each kind of input, [0, QH_CUDA_OP_COUNT) from
+     * batches that wait for it, then those of small batches that do not (a large batch, the union
+     * of many tokens' outliers, would oversize the small batches' capacity) */
+    int *m_host, *m_host_dev;
+    int hint[QH_CUDA_OP_COUNT]; /* the largest outlier count of a small batch read back so far, per kind */
+    int outlier_sync;            /* 1: every batch waits for its outlier count (tests compare) */
+    qh_cu_dbuf dstat;            /* unsigned long long [QH_CUDA_OP_COUNT][2]: outlier columns sum, max */
     /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight
      * that followed this one last time (order[], learned as the products come) is dequantized into
      * the other on a second stream, so the next product finds it ready. */

@@ -88,6 +88,11 @@ void qh_cuda_set_int8_chunk(qh_backend *be, int64_t tokens);
  * AUTO (the default): for batches that give every SM a tile of 128 tokens; ALWAYS: wherever it
  * applies (tests: small shapes); OFF: never (benchmarks compare). */
 enum { QH_CUDA_I8_WGMMA_AUTO, QH_CUDA_I8_WGMMA_ALWAYS, QH_CUDA_I8_WGMMA_OFF };
+/* int8 with outlier columns: 1 makes every batch wait for its outlier count (the stream
+ * synchronisation that sizes the fp16 product); 0, the default, lets batches of at most 64 tokens
+ * keep it on the device (tests and benchmarks compare the two). Either way the outlier counts seen
+ * so far, from which those batches size their outlier product, are forgotten. */
+void qh_cuda_set_int8_outlier_sync(qh_backend *be, int on);
 void qh_cuda_set_int8_wgmma(qh_backend *be, int mode);
 /* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
  * the one kernel from both products' int32 sums (benchmarks compare the two). */
