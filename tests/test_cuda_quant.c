@@ -81,19 +81,44 @@ static void bound(const char *what, double err, double tol)
     if (!(err <= tol)) fail_msg("%s: relative error %.3g above %.3g", what, err, tol);
 }
 
-/* y = x w^T (y0 NULL) or y = y0 + x w^T (linear_add) on the GPU, y of dtype dt, checked
- * against want. */
-static void gpu_product(pair *b, const qh_tensor *xg, const qh_tensor *wg, qh_dtype dt, const float *y0,
-                        const double *want, int64_t t, int64_t n, const char *what, double tol)
+/* y = x w^T (y0 NULL) or y = y0 + x w^T (linear_add) on the GPU, y of dtype dt; y on the host as
+ * float. */
+static float *gpu_run(pair *b, const qh_tensor *xg, const qh_tensor *wg, qh_dtype dt, const float *y0, int64_t t,
+                      int64_t n, const char *what)
 {
     qh_tensor y = qh_tensor_2d(dt, t, n);
     if (y0) y = to_be(b->gpu, y0, t, n, dt);
     else must(b->gpu->alloc(b->gpu, &y), "alloc");
     must(y0 ? b->gpu->linear_add(b->gpu, xg, wg, &y) : b->gpu->linear(b->gpu, xg, wg, &y), what);
     float *got = from_be(b->gpu, &y);
+    b->gpu->release(b->gpu, &y);
+    return got;
+}
+
+/* gpu_run's result checked against want. */
+static void gpu_product(pair *b, const qh_tensor *xg, const qh_tensor *wg, qh_dtype dt, const float *y0,
+                        const double *want, int64_t t, int64_t n, const char *what, double tol)
+{
+    float *got = gpu_run(b, xg, wg, dt, y0, t, n, what);
     bound(what, worst_row_err(got, want, t, n), tol);
     free(got);
-    b->gpu->release(b->gpu, &y);
+}
+
+/* Values of a and b that differ bit for bit. */
+static int64_t count_diff(const float *a, const float *b, int64_t n)
+{
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
+/* Whether the GPU is a Hopper (where the int8 wgmma kernel runs); says why not otherwise. */
+static int is_hopper(void)
+{
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+    if (major != 9) printf("#   not a Hopper GPU (compute capability %d.x): the int8 wgmma kernel does not run here\n", major);
+    return major == 9;
 }
 
 /* The CPU backend's product with the same quantized host weight against want: the reference
@@ -301,12 +326,10 @@ static void test_int8_swiglu(void **state)
         assert_non_null(b->gpu->linear_swiglu);
         must(b->gpu->linear_swiglu(b->gpu, &xg, &wg[0], &wg[1], &g2, &u2), "linear_swiglu");
         float *want = from_be(b->gpu, &g1), *got = from_be(b->gpu, &g2);
-        int64_t diff = 0;
+        const int64_t diff = count_diff(want, got, t * n);
         double amax = 0;
-        for (int64_t i = 0; i < t * n; i++) {
-            diff += memcmp(&want[i], &got[i], sizeof(float)) != 0;
+        for (int64_t i = 0; i < t * n; i++)
             if (fabs(want[i]) > amax) amax = fabs(want[i]);
-        }
         printf("#   int8 linear_swiglu [%lld, %lld] -> [%lld, %lld], chunk %lld, threshold %g%s: %lld of %lld differ "
                "from the plain ops (max |out| %.3g)\n",
                (long long)t, (long long)k, (long long)t, (long long)n, (long long)cases[ci].chunk, cases[ci].thr,
@@ -327,21 +350,9 @@ static float *int8_run(pair *b, int mode, const qh_tensor *xg, const qh_tensor *
                        int64_t t, int64_t n)
 {
     qh_cuda_set_int8_wgmma(b->gpu, mode);
-    qh_tensor y = qh_tensor_2d(dt, t, n);
-    if (y0) y = to_be(b->gpu, y0, t, n, dt);
-    else must(b->gpu->alloc(b->gpu, &y), "alloc");
-    must(y0 ? b->gpu->linear_add(b->gpu, xg, wg, &y) : b->gpu->linear(b->gpu, xg, wg, &y), "int8 linear");
-    float *got = from_be(b->gpu, &y);
-    b->gpu->release(b->gpu, &y);
+    float *got = gpu_run(b, xg, wg, dt, y0, t, n, "int8 linear");
     qh_cuda_set_int8_wgmma(b->gpu, QH_CUDA_I8_WGMMA_AUTO);
     return got;
-}
-
-static int64_t count_diff(const float *a, const float *b, int64_t n)
-{
-    int64_t d = 0;
-    for (int64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-    return d;
 }
 
 /* The one-kernel int8 products (Hopper wgmma: the product and its epilogue, or gate, up and the
@@ -354,12 +365,7 @@ static int64_t count_diff(const float *a, const float *b, int64_t n)
 static void test_int8_wgmma(void **state)
 {
     pair *b = *state;
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-    if (major != 9) {
-        printf("#   not a Hopper GPU (compute capability %d.x): the int8 wgmma kernel does not run here\n", major);
-        return;
-    }
+    if (!is_hopper()) return;
     static const struct {
         int64_t t, k, n;
         float thr;
@@ -580,9 +586,7 @@ static void test_int8_swiglu_codes(void **state)
             gate[on] = from_be(b->gpu, &g), res[on] = from_be(b->gpu, &r);
             b->gpu->release(b->gpu, &g), b->gpu->release(b->gpu, &u), b->gpu->release(b->gpu, &r);
         }
-        int64_t dg = 0, dr = 0;
-        for (int64_t i = 0; i < t * n; i++) dg += memcmp(&gate[0][i], &gate[1][i], sizeof(float)) != 0;
-        for (int64_t i = 0; i < t * k; i++) dr += memcmp(&res[0][i], &res[1][i], sizeof(float)) != 0;
+        const int64_t dg = count_diff(gate[0], gate[1], t * n), dr = count_diff(res[0], res[1], t * k);
         printf("#   int8 SwiGLU [%lld, %lld] -> [%lld, %lld] -> down_proj, chunk %lld: codes written %ld times (off: %ld); "
                "%lld gate and %lld residual values differ\n",
                (long long)t, (long long)k, (long long)t, (long long)n, (long long)cases[ci].chunk, written[1],
@@ -833,8 +837,7 @@ static void test_nf4_prefetch(void **state)
     }
     for (int j = 0; j < ns; j++) {
         int64_t n = wg[seq[j]].shape[0];
-        int64_t diff = 0;
-        for (int64_t i = 0; i < t * n; i++) diff += memcmp(&out[0][j][i], &out[1][j][i], sizeof(float)) != 0;
+        const int64_t diff = count_diff(out[0][j], out[1][j], t * n);
         if (diff) fail_msg("nf4 product %d (weight %d): %lld values differ with prefetching", j, seq[j], (long long)diff);
         /* in parts cuBLASLt sees other shapes and may sum in another order: fp16 rounding apart */
         double *ref = malloc(sizeof(double) * (size_t)(t * n));
@@ -1120,8 +1123,7 @@ static void test_int8_input_codes(void **state)
                 qh_cuda_quant_stats_get(b->gpu, &st, 1);
                 norm[on] = st.int8_norm_codes, swiglu[on] = st.int8_swiglu_codes;
             }
-            int64_t diff = 0;
-            for (int64_t i = 0; i < (int64_t)n * h; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
+            const int64_t diff = count_diff(got[0], got[1], (int64_t)n * h);
             printf("#   %s int8 threshold 0, batch %d: RMSNorm / SwiGLU wrote the codes of %ld / %ld inputs (when "
                    "off: %ld / %ld); %lld of %lld hidden values differ\n",
                    names[mi], batches[bi], norm[1], swiglu[1], norm[0], swiglu[0], (long long)diff, (long long)n * h);
@@ -1140,12 +1142,7 @@ static void test_int8_input_codes(void **state)
 static void test_model_int8_wgmma(void **state)
 {
     pair *b = *state;
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-    if (major != 9) {
-        printf("#   not a Hopper GPU: the int8 wgmma kernel does not run here\n");
-        return;
-    }
+    if (!is_hopper()) return;
     static const char *const names[] = {"mha", "gqa"};
     static const float thresholds[] = {0.0f, 6.0f};
     qh_cuda_set_int8_outlier_sync(b->gpu, 1); /* the kernel needs the outlier count on the host */
@@ -1167,8 +1164,7 @@ static void test_model_int8_wgmma(void **state)
                     products[on] = st.int8_wgmma_products;
                 }
                 qh_cuda_set_int8_wgmma(b->gpu, QH_CUDA_I8_WGMMA_AUTO);
-                int64_t diff = 0;
-                for (int64_t i = 0; i < (int64_t)n * h; i++) diff += memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0;
+                const int64_t diff = count_diff(got[0], got[1], (int64_t)n * h);
                 printf("#   %s int8 threshold %g, batch %d: %ld products in the wgmma kernel (off: %ld); %lld of %lld "
                        "hidden values differ from the int32 path\n",
                        names[mi], thresholds[ti], batches[bi], products[1], products[0], (long long)diff,

@@ -65,10 +65,12 @@ static inline cudaError_t qh_launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 blo
 
 /* Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit, waited for with at
  * most N groups still in flight. */
+/* A shared-memory address as the 32-bit operand PTX's shared-state instructions take. */
+__device__ __forceinline__ uint32_t qh_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
 __device__ __forceinline__ void qh_cp_async16(void *smem_dst, const void *gmem_src)
 {
-    unsigned d = (unsigned)__cvta_generic_to_shared(smem_dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gmem_src));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(qh_smem_u32(smem_dst)), "l"(gmem_src));
 }
 __device__ __forceinline__ void qh_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
@@ -77,14 +79,23 @@ __device__ __forceinline__ void qh_cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+/* v rounded to fp16 and back: the value an fp16 activation holds. */
+__device__ __forceinline__ float qh_round_h(float v) { return __half2float(__float2half_rn(v)); }
+
 /* SwiGLU of one element: silu(g) * u. */
 __device__ __forceinline__ float qh_silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 /* LLM.int8()'s dequantization of an int32 product sum: (acc * s_token) * (SCB_row / 127), as
- * ../cpu/cpu_linear_quant.c does it. */
+ * ../cpu/cpu_linear_quant.c does it; the row factor SCB / 127 on its own (divided once per row
+ * where a kernel can: the wgmma epilogue reads it from the weight's device layout). */
+__device__ __forceinline__ float qh_i8_row_factor(float scb) { return __fdiv_rn(scb, 127.0f); }
+__device__ __forceinline__ float qh_i8_dequant_f(int32_t acc, float sx, float f)
+{
+    return __fmul_rn(__fmul_rn((float)acc, sx), f);
+}
 __device__ __forceinline__ float qh_i8_dequant(int32_t acc, float sx, float scb)
 {
-    return __fmul_rn(__fmul_rn((float)acc, sx), __fdiv_rn(scb, 127.0f));
+    return qh_i8_dequant_f(acc, sx, qh_i8_row_factor(scb));
 }
 
 /* LLM.int8()'s per-token activation quantization, from the absmax of the row's regular columns:

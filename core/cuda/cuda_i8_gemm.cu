@@ -45,19 +45,17 @@ struct i8_epi {
     int64_t t, n;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
 __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
 {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(qh_smem_u32(b)), "r"(count) : "memory");
 }
 __device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
 {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(qh_smem_u32(b)), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t *b)
 {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(b)) : "memory");
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(qh_smem_u32(b)) : "memory");
 }
 /* Wait until the barrier's phase with this parity has completed. */
 __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
@@ -66,7 +64,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
                  "WAIT:\n"
                  "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
                  "@!done bra WAIT;\n"
-                 "}\n" ::"r"(smem_u32(b)),
+                 "}\n" ::"r"(qh_smem_u32(b)),
                  "r"(parity)
                  : "memory");
 }
@@ -76,8 +74,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
 __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int x, int y)
 {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
-                     smem_u32(dst)),
-                 "l"((uint64_t)map), "r"(smem_u32(bar)), "r"(x), "r"(y)
+                     qh_smem_u32(dst)),
+                 "l"((uint64_t)map), "r"(qh_smem_u32(bar)), "r"(x), "r"(y)
                  : "memory");
 }
 
@@ -146,12 +144,10 @@ __device__ __forceinline__ void tile_of(int i, int tiles_m, int tiles_n, int &tm
 
 /* The accumulator layout of wgmma m64nN for thread (warp wq of the warpgroup, lane): d[4j + e]
  * is row 16 wq + lane / 4 (+ 8 for e >= 2), column 8 j + 2 (lane % 4) (+ 1 for odd e). Each value
- * is (acc * s_token) * f_row, rounded as qh_i8_dequant rounds (f = SCB / 127 divided at upload).
+ * is qh_i8_dequant_f(acc, s_token, f_row), f = SCB / 127 divided at upload (qh_i8_row_factor).
  * fs: the tile's factors in shared memory (paired: gate's 128, then up's); s0, s1: the scales of
  * the thread's two rows (0 past the end). Loads of y (the adding modes) or of e.extra go in
  * batches of 8 column groups, so that their latencies overlap. */
-__device__ __forceinline__ float dq(int32_t a, float s, float f) { return __fmul_rn(__fmul_rn((float)a, s), f); }
-
 template <int MODE>
 __device__ __forceinline__ void epilogue(const int32_t (&d)[128], const i8_epi &e, const float *fs, float s0, float s1,
                                          int64_t row0, int64_t col0, int lane)
@@ -171,8 +167,8 @@ __device__ __forceinline__ void epilogue(const int32_t (&d)[128], const i8_epi &
                 float o[2];
 #pragma unroll
                 for (int q = 0; q < 2; q++) {
-                    const float g = __half2float(__float2half_rn(dq(d[4 * j + 2 * h + q], sr[h], fs[cc + q])));
-                    const float u = __half2float(__float2half_rn(dq(d[4 * (j + 16) + 2 * h + q], sr[h], fs[128 + cc + q])));
+                    const float g = qh_round_h(qh_i8_dequant_f(d[4 * j + 2 * h + q], sr[h], fs[cc + q]));
+                    const float u = qh_round_h(qh_i8_dequant_f(d[4 * (j + 16) + 2 * h + q], sr[h], fs[128 + cc + q]));
                     o[q] = qh_silu_mul(g, u);
                 }
                 if (c + 1 < e.n && e.n % 2 == 0) *reinterpret_cast<__half2 *>(y + c) = __floats2half2_rn(o[0], o[1]);
@@ -216,7 +212,7 @@ __device__ __forceinline__ void epilogue(const int32_t (&d)[128], const i8_epi &
                     const int cc = 8 * j + cl;
                     const int64_t c = col0 + cc;
                     if (c >= e.n) continue;
-                    float v0 = dq(d[4 * j + 2 * h], sr[h], fs[cc]), v1 = dq(d[4 * j + 2 * h + 1], sr[h], fs[cc + 1]);
+                    float v0 = qh_i8_dequant_f(d[4 * j + 2 * h], sr[h], fs[cc]), v1 = qh_i8_dequant_f(d[4 * j + 2 * h + 1], sr[h], fs[cc + 1]);
                     if (ADD || (MODE == OUT_F16 && e.extra)) v0 = __fadd_rn(v0, a[j - jb].x), v1 = __fadd_rn(v1, a[j - jb].y);
                     if (F16) {
                         __half *y = static_cast<__half *>(e.y) + r * e.n + c;
@@ -311,7 +307,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int kt = 0; kt < ktiles; kt++, it++) {
             const int s = it % STAGES;
             mbar_wait(&full[s], (it / STAGES) & 1);
-            const uint32_t a = smem_u32(smem + s * STAGE_BYTES) + cw * 64 * BK, b = smem_u32(smem + s * STAGE_BYTES + A_BYTES);
+            const uint32_t a = qh_smem_u32(smem + s * STAGE_BYTES) + cw * 64 * BK, b = qh_smem_u32(smem + s * STAGE_BYTES + A_BYTES);
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < BK / 32; kk++)
@@ -380,15 +376,15 @@ cudaError_t launch(cudaStream_t s, int n_sm, const CUtensorMap &ta, const CUtens
 } /* namespace */
 
 extern "C" int qh_cu_i8_gemm_tc_applies(const int8_t *xq, int64_t t, int64_t kp, const int8_t *w, const int8_t *w2,
-                                        int64_t n, const float *f2, const float *extra, const void *y, int f32y,
+                                        int64_t n, const float *f2, int adds_extra, const void *y, int f32y,
                                         int accumulate)
 {
 #ifndef QHEAD_CUDA_WGMMA
-    (void)xq, (void)t, (void)kp, (void)w, (void)w2, (void)n, (void)f2, (void)extra, (void)y, (void)f32y, (void)accumulate;
+    (void)xq, (void)t, (void)kp, (void)w, (void)w2, (void)n, (void)f2, (void)adds_extra, (void)y, (void)f32y, (void)accumulate;
     return 0; /* built without sm_90a code: the kernel is empty */
 #else
     const bool paired = w2 != NULL;
-    return t > 0 && n > 0 && kp > 0 && kp % 16 == 0 && !(paired && (f32y || accumulate || !f2)) && !(extra && (paired || f32y || accumulate)) &&
+    return t > 0 && n > 0 && kp > 0 && kp % 16 == 0 && !(paired && (f32y || accumulate || !f2)) && !(adds_extra && (paired || f32y || accumulate)) &&
            ((uintptr_t)xq | (uintptr_t)w | (uintptr_t)w2) % 16 == 0 && (uintptr_t)y % 8 == 0 && t <= INT32_MAX / 2 &&
            n <= INT32_MAX / 2 && encode_fn() != NULL;
 #endif
@@ -398,7 +394,7 @@ extern "C" int qh_cu_i8_gemm_tc(cudaStream_t s, int n_sm, const int8_t *xq, int6
                                 const int8_t *w2, int64_t n, const float *sx, const float *f, const float *f2,
                                 const float *extra, void *y, int f32y, int accumulate)
 {
-    if (!qh_cu_i8_gemm_tc_applies(xq, t, kp, w, w2, n, f2, extra, y, f32y, accumulate) || n_sm <= 0) return 1;
+    if (!qh_cu_i8_gemm_tc_applies(xq, t, kp, w, w2, n, f2, extra != NULL, y, f32y, accumulate) || n_sm <= 0) return 1;
     CUtensorMap ta, tb, tb2;
     if (!codes_map(&ta, xq, t, kp) || !codes_map(&tb, w, n, kp) || !codes_map(&tb2, w2 ? w2 : w, n, kp))
         return (int)cudaErrorInvalidValue;

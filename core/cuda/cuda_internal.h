@@ -102,7 +102,7 @@ int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n);
  * qh_cu_i8_gemm_tc_applies says no: not built for sm_90a, kp % 16, misaligned pointers, no driver
  * entry point for tensor maps. Callers check the GPU generation. */
 int qh_cu_i8_gemm_tc_applies(const int8_t *xq, int64_t t, int64_t kp, const int8_t *w, const int8_t *w2, int64_t n,
-                             const float *f2, const float *extra, const void *y, int f32y, int accumulate);
+                             const float *f2, int adds_extra, const void *y, int f32y, int accumulate);
 int qh_cu_i8_gemm_tc(cudaStream_t s, int n_sm, const int8_t *xq, int64_t t, int64_t kp, const int8_t *w,
                      const int8_t *w2, int64_t n, const float *sx, const float *f, const float *f2, const float *extra,
                      void *y, int f32y, int accumulate);

@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
         if (row >= yn) continue;
         const int64_t i = (int64_t)tok * yn + row;
         if (a.paired) { /* the plain path: gate and up rounded to fp16, then silu_mul */
-            const float gh = __half2float(__float2half_rn(v)), uh = __half2float(__float2half_rn(u));
+            const float gh = qh_round_h(v), uh = qh_round_h(u);
             static_cast<__half *>(yp)[i] = __float2half_rn(qh_silu_mul(gh, uh));
         } else if (a.y_type == QH_CU_F32) {
             float *yf = static_cast<float *>(yp);

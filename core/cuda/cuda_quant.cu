@@ -161,7 +161,7 @@ __global__ void i8_gather_w_kernel(const int8_t *w, int64_t rows, int64_t kp, co
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / mp;
         int j = (int)(i - r * mp);
-        float v = j < m ? __fmul_rn((float)w[r * kp + idx[j]], __fdiv_rn(scb[r], 127.0f)) : 0.f;
+        float v = j < m ? __fmul_rn((float)w[r * kp + idx[j]], qh_i8_row_factor(scb[r])) : 0.f;
         wo[i] = __float2half_rn(v);
     }
 }
@@ -227,7 +227,7 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float 
 __global__ void i8_scale127_kernel(const float *scb, float *f, int64_t n)
 {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        f[i] = __fdiv_rn(scb[i], 127.0f);
+        f[i] = qh_i8_row_factor(scb[i]);
 }
 
 /* The outlier columns j0 .. m-1 (m = *m_dev, read here: no host synchronisation) of a batch of
@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(256) i8_outlier_small_kernel(const __half *x, 
         for (int i = tid; i < 64 * 32; i += 256) {
             const int cc = i >> 5, j = i & 31;
             const int64_t c = c0 + cc;
-            ws[cc][j] = c < n && j < nj ? __half2float(__float2half_rn(__fmul_rn((float)w[c * kp + ids[j]], f[c]))) : 0.f;
+            ws[cc][j] = c < n && j < nj ? qh_round_h(__fmul_rn((float)w[c * kp + ids[j]], f[c])) : 0.f;
         }
         __syncthreads();
 #pragma unroll 8
@@ -346,7 +346,7 @@ __global__ void nf4_dequant_kernel(qh_cu_nf4 w, int64_t first, int64_t n, __half
 /* i8_epilogue's value, rounded to fp16 as its output would be */
 __device__ __forceinline__ float i8_scaled_h(int32_t a, float s, float sc)
 {
-    return __half2float(__float2half_rn(qh_i8_dequant(a, s, sc)));
+    return qh_round_h(qh_i8_dequant(a, s, sc));
 }
 
 /* Four SwiGLU outputs from both products' int32 sums, as fp16 (packed). */

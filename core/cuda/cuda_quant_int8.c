@@ -145,6 +145,30 @@ static int i8_product(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w,
     return rc;
 }
 
+/* The outlier columns of w as fp16 [n, mp] (w * SCB / 127) into q->wo: the first m of them, or
+ * with m_dev the first min(*m_dev, mp) read on the device. */
+static int i8_gather_w_cols(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w, int64_t n, int64_t kp, int m,
+                            const int *m_dev, int mp)
+{
+    int rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
+    if (!rc)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(qh_cu_be_stream(be), w->data, n, kp, w->quant.scale, q->idx.p,
+                                                         m, m_dev, mp, q->wo.p),
+                          "gather");
+    return rc;
+}
+
+/* out[tc, n] (dtype dt, fp16 or fp32) = beta out + the outlier columns' fp16 product for tokens
+ * t0 .. t0 + tc - 1: q->xo rows times q->wo (both mp wide), through cuBLASLt. */
+static int i8_outlier_product(qh_backend *be, const struct qh_cu_quant *q, int64_t t0, int64_t tc, int mp, int64_t n,
+                              void *out, qh_dtype dt, float beta)
+{
+    qh_tensor xo = qh_tensor_2d(QH_F16, tc, mp), wo = qh_tensor_2d(QH_F16, n, mp), yo = qh_tensor_2d(dt, tc, n);
+    xo.data = (char *)q->xo.p + (size_t)(t0 * mp) * 2, wo.data = q->wo.p, yo.data = out;
+    xo.device = wo.device = yo.device = QH_DEVICE_CUDA;
+    return qh_cu_be_gemm_f16(be, &xo, &wo, &yo, beta);
+}
+
 /* The one-kernel product (cuda_i8_gemm.cu) for t tokens and n outputs in tiles of tile_n? On
  * Hopper, where it applies, when the batch gives every SM a tile (smaller ones: cuBLASLt, whose
  * kernels split k). */
@@ -165,32 +189,21 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
     if (m < 0) return 1; /* the outlier count is on the device: small batches, the path below */
     int64_t chunk = direct ? t : (q->chunk + 3) / 4 * 4;
     if (chunk <= 0 || chunk > t) chunk = t;
-    const float *adds_extra = direct ? NULL : f; /* any non-NULL pointer: the kernel will add a scratch */
     if (!i8_wgmma(be, q, t, n, 256) ||
-        !qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, w->data, NULL, n, NULL, adds_extra, y->data, f32y,
+        !qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, w->data, NULL, n, NULL, !direct, y->data, f32y,
                                   accumulate || (m > 0 && direct)))
         return 1;
     cudaStream_t s = qh_cu_be_stream(be);
     int rc = QH_OK;
-    if (m > 0) {
-        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
-        if (!rc && !direct) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(chunk * n), 0);
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, NULL, mp,
-                                                             q->wo.p),
-                              "gather");
-    }
+    if (m > 0) rc = i8_gather_w_cols(be, q, w, n, kp, m, NULL, mp);
+    if (!rc && m > 0 && !direct) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(chunk * n), 0);
     const size_t es = f32y ? 4 : 2;
     for (int64_t t0 = 0; !rc && t0 < t; t0 += chunk) {
         const int64_t tc = t - t0 < chunk ? t - t0 : chunk;
         char *yp = (char *)y->data + (size_t)(t0 * n) * es;
-        if (m > 0) {
-            qh_tensor xo = qh_tensor_2d(QH_F16, tc, mp), wo = qh_tensor_2d(QH_F16, n, mp);
-            qh_tensor yo = qh_tensor_2d(direct ? y->dtype : QH_F32, tc, n);
-            xo.data = (char *)q->xo.p + (size_t)(t0 * mp) * 2, wo.data = q->wo.p, yo.data = direct ? yp : q->yo.p;
-            xo.device = wo.device = yo.device = QH_DEVICE_CUDA;
-            rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, direct && accumulate ? 1.0f : 0.0f);
-        }
+        if (m > 0)
+            rc = i8_outlier_product(be, q, t0, tc, mp, n, direct ? yp : q->yo.p, direct ? y->dtype : QH_F32,
+                                    direct && accumulate ? 1.0f : 0.0f);
         if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gemm_tc(s, qh_cu_be_sm_count(be), (const int8_t *)q->xq.p + t0 * kp,
                                                             tc, kp, w->data, NULL, n, (const float *)q->sx.p + t0, f,
@@ -216,15 +229,8 @@ static int i8_linear_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tens
     if (!rc) rc = i8_product(be, q, w, q->xq.p, q->acc.p, n, np, kp, t);
     float *out = into_y ? y->data : q->yo.p;
     if (!rc && cap > 0) {
-        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * cap), 0);
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, 0, q->mdev.p,
-                                                             cap, q->wo.p),
-                              "gather");
-        qh_tensor xo = qh_tensor_2d(QH_F16, t, cap), wo = qh_tensor_2d(QH_F16, n, cap), yo = qh_tensor_2d(QH_F32, t, n);
-        xo.data = q->xo.p, wo.data = q->wo.p, yo.data = out;
-        xo.device = wo.device = yo.device = QH_DEVICE_CUDA;
-        if (!rc) rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, into_y ? 1.0f : 0.0f);
+        rc = i8_gather_w_cols(be, q, w, n, kp, 0, q->mdev.p, cap);
+        if (!rc) rc = i8_outlier_product(be, q, 0, t, cap, n, out, QH_F32, into_y ? 1.0f : 0.0f);
     }
     if (!rc)
         rc = qh_cu_be_err((cudaError_t)qh_cu_i8_outlier_small(s, x->data, k, q->idx.p, q->mdev.p, cap, w->data, kp, f, out,
@@ -259,13 +265,7 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
         return rc;
     }
     rc = QH_OK;
-    if (m > 0) {
-        rc = qh_cu_q_ensure(be, &q->wo, sizeof(uint16_t) * (size_t)(n * mp), 0);
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_w(s, w->data, n, kp, w->quant.scale, q->idx.p, m, NULL, mp,
-                                                             q->wo.p),
-                              "gather");
-    }
+    if (m > 0) rc = i8_gather_w_cols(be, q, w, n, kp, m, NULL, mp);
     const int64_t t4 = (t + 3) / 4 * 4;
     int64_t chunk = (q->chunk + 3) / 4 * 4;
     if (chunk <= 0 || chunk > t4) chunk = t4;
@@ -280,18 +280,11 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
         const float *extra = NULL;
         int epi_acc = accumulate;
         if (!rc && m > 0) {
-            qh_tensor xo = qh_tensor_2d(QH_F16, tc, mp), wo = qh_tensor_2d(QH_F16, n, mp);
-            xo.data = (char *)q->xo.p + (size_t)(t0 * mp) * 2, wo.data = q->wo.p;
-            xo.device = wo.device = QH_DEVICE_CUDA;
             if (accumulate || f32y) { /* the outlier product goes straight into y */
-                qh_tensor yv = qh_tensor_2d(y->dtype, tc, n);
-                yv.data = yp, yv.device = QH_DEVICE_CUDA;
-                rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yv, accumulate ? 1.0f : 0.0f);
+                rc = i8_outlier_product(be, q, t0, tc, mp, n, yp, y->dtype, accumulate ? 1.0f : 0.0f);
                 epi_acc = 1;
             } else {
-                qh_tensor yo = qh_tensor_2d(QH_F32, tc, n);
-                yo.data = q->yo.p, yo.device = QH_DEVICE_CUDA;
-                rc = qh_cu_be_gemm_f16(be, &xo, &wo, &yo, 0.0f);
+                rc = i8_outlier_product(be, q, t0, tc, mp, n, q->yo.p, QH_F32, 0.0f);
                 extra = q->yo.p;
             }
         }
@@ -341,7 +334,7 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     if (q->m != 0) return 1; /* outlier columns (or a count on the device): the plain path adds them */
     const float *fu = (const float *)((char *)wu->data + l.off_scale127);
     if (i8_wgmma(be, q, t, n, 128) &&
-        qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, wg->data, wu->data, n, fu, NULL, gate->data, 0, 0)) {
+        qh_cu_i8_gemm_tc_applies(q->xq.p, t, kp, wg->data, wu->data, n, fu, 0, gate->data, 0, 0)) {
         /* both products and the SwiGLU in one kernel; down_proj quantizes gate itself */
         rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gemm_tc(qh_cu_be_stream(be), qh_cu_be_sm_count(be), q->xq.p, t, kp,
                                                         wg->data, wu->data, n, q->sx.p,
