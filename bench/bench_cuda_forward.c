@@ -16,8 +16,10 @@
  * quantize their inputs themselves instead of RMSNorm and SwiGLU writing the codes (int8:0+nocodes);
  * "+cublas" keeps int8's large batches on cuBLASLt's int32 products and the epilogue kernels
  * instead of the one-kernel wgmma products (int8:0+cublas); "+wait" makes int8's small batches wait
- * for their outlier count as large ones do (int8+wait@0). The random model's fp16 weights (the same
- * for every variant) are quantized on the GPU with the library's formats
+ * for their outlier count as large ones do (int8+wait@0); "+unfused" runs the separate kernels
+ * for int8's small batches with outliers (quantization, outlier sums, epilogue, SwiGLU:
+ * int8+unfused@0). The random model's fp16 weights (the same for every variant) are quantized on
+ * the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
  * --latency R: batch-1 latency of one --latency-len-token sequence (default 30), median of R
@@ -141,6 +143,7 @@ typedef struct {
     int nocodes;      /* "+nocodes": int8 without the codes RMSNorm and SwiGLU write */
     int cublas;       /* "+cublas": int8 products through cuBLASLt's int32 output, never the wgmma kernel */
     int wait;         /* "+wait": int8 batches of any size wait for their outlier count */
+    int unfused;      /* "+unfused": int8's small batches with outliers run the separate kernels */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -215,7 +218,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][+nocodes][+cublas][+wait][@bt/bt...] */
+/* name[:threshold][+plain][+nocodes][+cublas][+wait][+unfused][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -229,7 +232,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+wait");
+    char *plus = strstr(buf, "+unfused");
+    if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->unfused = 1;
+    plus = strstr(buf, "+wait");
     if (plus) memmove(plus, plus + 5, strlen(plus + 5) + 1), v->wait = 1;
     plus = strstr(buf, "+cublas");
     if (plus) memmove(plus, plus + 7, strlen(plus + 7) + 1), v->cublas = 1;
@@ -257,6 +262,8 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", cuBLASLt int32 + epilogue");
     if (v->wait && v->dtype == QH_I8)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", waits for outlier counts");
+    if (v->unfused && v->dtype == QH_I8)
+        snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", small batches: separate kernels");
     return QH_OK;
 }
 
@@ -465,6 +472,7 @@ int main(int argc, char **argv)
         if (v->nocodes) qh_cuda_set_int8_input_codes(be, 0);
         if (v->cublas) qh_cuda_set_int8_wgmma(be, QH_CUDA_I8_WGMMA_OFF);
         if (v->wait) qh_cuda_set_int8_outlier_sync(be, 1);
+        if (v->unfused) qh_cuda_set_int8_small_fused(be, 0);
         double t0 = now();
         if (model_dir) {
             char qfile[4200];

@@ -305,12 +305,16 @@ static void test_int8_swiglu(void **state)
         int outlier;
     } cases[] = {{300, 4096, 1024, 0, 0.0f, 0}, {5000, 256, 1000, 1024, 6.0f, 0}, {37, 100, 33, 0, 6.0f, 1},
                  {7, 64, 161, 0, 0.0f, 0},      {1, 16, 8, 0, 0.0f, 0},          {413, 1000, 2050, 96, 6.0f, 0},
-                 {2100, 64, 2050, 0, 0.0f, 0}}; /* up holds half the tokens' int32: two chunks */
+                 {2100, 64, 2050, 0, 0.0f, 0}, /* up holds half the tokens' int32: two chunks */
+                 /* <= 64 tokens with outlier columns (the count stays on the device): a few, and 60,
+                  * beyond what the CUDA-core sums take alone (a gathered product first; n > k, so
+                  * that the plain ops learn capacities for the same kind of input as linear_swiglu) */
+                 {30, 1000, 517, 0, 6.0f, 5},   {50, 128, 300, 0, 6.0f, 60}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int64_t t = cases[ci].t, k = cases[ci].k, n = cases[ci].n;
         uint64_t rng = 500 + ci;
         float *x = normals16(&rng, t * k, 1.0);
-        if (cases[ci].outlier) x[2 * k + 3] = 9.0f;
+        for (int j = 0; j < cases[ci].outlier; j++) x[(j % t) * k + (7 * j + 3) % k] = 9.0f;
         qh_tensor wg[2];
         int8_t *q[2];
         float *scb[2];
@@ -320,6 +324,13 @@ static void test_int8_swiglu(void **state)
         qh_tensor g1 = qh_tensor_2d(QH_F16, t, n), u1 = g1, g2 = g1, u2 = g1;
         must(b->gpu->alloc(b->gpu, &g1), "alloc"), must(b->gpu->alloc(b->gpu, &u1), "alloc");
         must(b->gpu->alloc(b->gpu, &g2), "alloc"), must(b->gpu->alloc(b->gpu, &u2), "alloc");
+        /* a first product on a copy of x, waited for: small batches with outliers size their
+         * outlier product from the counts seen before, which both runs below then share (each
+         * quantizes xg itself) */
+        qh_tensor xw = to_be(b->gpu, x, t, k, QH_F16);
+        must(b->gpu->linear(b->gpu, &xw, &wg[0], &g1), "linear gate");
+        free(from_be(b->gpu, &g1));
+        b->gpu->release(b->gpu, &xw);
         must(b->gpu->linear(b->gpu, &xg, &wg[0], &g1), "linear gate");
         must(b->gpu->linear(b->gpu, &xg, &wg[1], &u1), "linear up");
         must(b->gpu->silu_mul(b->gpu, &g1, &u1, &g1), "silu_mul");
@@ -330,10 +341,10 @@ static void test_int8_swiglu(void **state)
         double amax = 0;
         for (int64_t i = 0; i < t * n; i++)
             if (fabs(want[i]) > amax) amax = fabs(want[i]);
-        printf("#   int8 linear_swiglu [%lld, %lld] -> [%lld, %lld], chunk %lld, threshold %g%s: %lld of %lld differ "
-               "from the plain ops (max |out| %.3g)\n",
+        printf("#   int8 linear_swiglu [%lld, %lld] -> [%lld, %lld], chunk %lld, threshold %g, %d outlier column(s) "
+               "planted: %lld of %lld differ from the plain ops (max |out| %.3g)\n",
                (long long)t, (long long)k, (long long)t, (long long)n, (long long)cases[ci].chunk, cases[ci].thr,
-               cases[ci].outlier ? ", an outlier column" : "", (long long)diff, (long long)(t * n), amax);
+               cases[ci].outlier, (long long)diff, (long long)(t * n), amax);
         assert_int_equal(diff, 0);
         assert_true(amax > 0);
         qh_cuda_set_int8_chunk(b->gpu, 0);
@@ -480,14 +491,16 @@ static void test_int8_outlier_nosync(void **state)
     pair *b = *state;
     enum { NP = 6, NO = 4 };
     static const int planted[NP] = {0, 3, 150, 40, 300, 3}; /* 150 teaches a capacity of 192; 300 overflows it */
-    static const int64_t shapes[][3] = {{30, 1000, 517}, {1, 256, 96}, {64, 640, 300}};
+    /* k % 8 != 0: the separate quantization kernels (the fused one takes groups of 8); 14336 at
+     * 64 tokens: the fused one's slices need a cluster of 16 blocks */
+    static const int64_t shapes[][3] = {{30, 1000, 517}, {1, 256, 96}, {64, 640, 300}, {13, 203, 77}, {64, 14336, 40}};
     static const struct {
         qh_dtype dt;
         int add;
     } outs[NO] = {{QH_F16, 0}, {QH_F32, 1}, {QH_F32, 0}, {QH_F16, 1}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t t = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
-        float *x[NP], *y0[NP], *scb[NP], *got[NP][NO];
+        float *x[NP], *y0[NP], *scb[NP], *got[2][NP][NO];
         int8_t *q[NP];
         qh_tensor wg[NP], xg[NP];
         for (int pi = 0; pi < NP; pi++) {
@@ -498,18 +511,26 @@ static void test_int8_outlier_nosync(void **state)
             gpu_int8_weight(b, &rng, n, k, 6.0f, &q[pi], &scb[pi], &wg[pi]);
             xg[pi] = to_be(b->gpu, x[pi], t, k, QH_F16);
         }
-        qh_cuda_set_int8_outlier_sync(b->gpu, 0); /* also forgets the counts seen so far */
         long cols[NP], inputs[NP];
-        for (int pi = 0; pi < NP; pi++) {
-            qh_cuda_quant_stats st;
-            qh_cuda_quant_stats_get(b->gpu, &st, 1);
-            for (int oi = 0; oi < NO; oi++)
-                got[pi][oi] = int8_run(b, QH_CUDA_I8_WGMMA_AUTO, &xg[pi], &wg[pi], outs[oi].dt,
-                                       outs[oi].add ? y0[pi] : NULL, t, n);
-            qh_cuda_quant_stats_get(b->gpu, &st, 1);
-            cols[pi] = inputs[pi] = 0;
-            for (int i = 0; i < QH_CUDA_OP_COUNT; i++) cols[pi] += st.int8_outlier_cols[i], inputs[pi] += st.int8_inputs[i];
+        /* fused kernels (fu 0, the default), then the separate ones: each run starts with no
+         * counts learned, so both see the same capacities */
+        for (int fu = 0; fu < 2; fu++) {
+            qh_cuda_set_int8_small_fused(b->gpu, fu == 0);
+            qh_cuda_set_int8_outlier_sync(b->gpu, 0); /* also forgets the counts seen so far */
+            for (int pi = 0; pi < NP; pi++) {
+                qh_cuda_quant_stats st;
+                qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                for (int oi = 0; oi < NO; oi++)
+                    got[fu][pi][oi] = int8_run(b, QH_CUDA_I8_WGMMA_AUTO, &xg[pi], &wg[pi], outs[oi].dt,
+                                               outs[oi].add ? y0[pi] : NULL, t, n);
+                qh_cuda_quant_stats_get(b->gpu, &st, 1);
+                long c = 0, in = 0;
+                for (int i = 0; i < QH_CUDA_OP_COUNT; i++) c += st.int8_outlier_cols[i], in += st.int8_inputs[i];
+                if (fu == 0) cols[pi] = c, inputs[pi] = in;
+                else assert_true(c == cols[pi] && in == inputs[pi]);
+            }
         }
+        qh_cuda_set_int8_small_fused(b->gpu, 1);
         qh_cuda_set_int8_outlier_sync(b->gpu, 1);
         for (int pi = 0; pi < NP; pi++) {
             int m;
@@ -531,11 +552,15 @@ static void test_int8_outlier_nosync(void **state)
                 snprintf(what, sizeof what, "  no wait -> %s%s", outs[oi].dt == QH_F16 ? "f16" : "f32",
                          outs[oi].add ? " +=" : "");
                 const double tol = outs[oi].dt == QH_F16 ? 2e-3 : (m ? 1e-3 : 1e-5);
-                bound(what, worst_row_err(got[pi][oi], r, t, n), tol);
+                bound(what, worst_row_err(got[0][pi][oi], r, t, n), tol);
                 snprintf(what + strlen(what), sizeof what - strlen(what), ", against waiting");
-                bound(what, worst_row_err(got[pi][oi], rw, t, n), tol);
-                if (m == 0) assert_int_equal(count_diff(got[pi][oi], waited, t * n), 0);
-                free(waited), free(got[pi][oi]);
+                bound(what, worst_row_err(got[0][pi][oi], rw, t, n), tol);
+                if (m == 0) assert_int_equal(count_diff(got[0][pi][oi], waited, t * n), 0);
+                /* the fused kernels do the separate ones' arithmetic */
+                const int64_t d = count_diff(got[0][pi][oi], got[1][pi][oi], t * n);
+                printf("#     fused against separate kernels: %lld of %lld differ\n", (long long)d, (long long)(t * n));
+                assert_int_equal(d, 0);
+                free(waited), free(got[0][pi][oi]), free(got[1][pi][oi]);
             }
             free(r), free(rw), free(ref);
         }
@@ -544,6 +569,68 @@ static void test_int8_outlier_nosync(void **state)
             b->gpu->release(b->gpu, &xg[pi]), b->gpu->release(b->gpu, &wg[pi]);
             free(x[pi]), free(y0[pi]), free(q[pi]), free(scb[pi]);
         }
+    }
+}
+
+/* int8 linear_qkv (at most 64 tokens: three products, one epilogue launch for the three) against
+ * three linear calls, bit for bit, and against float64: threshold 0, and threshold 6 with no, a few
+ * and many outlier columns (the count on the device; many: a gathered product first, its
+ * capacity learned from an earlier product on a copy of x, waited for, so that both paths use
+ * the same; n <= k, so that the plain products learn for the same kind of input). */
+static void test_int8_qkv(void **state)
+{
+    pair *b = *state;
+    static const struct {
+        int64_t t, k, n[3];
+        float thr;
+        int outliers;
+    } cases[] = {{30, 512, {512, 130, 130}, 0.0f, 0}, {1, 256, {256, 64, 64}, 6.0f, 0},
+                 {30, 512, {512, 130, 130}, 6.0f, 3}, {64, 256, {200, 96, 40}, 6.0f, 60},
+                 {13, 203, {150, 33, 33}, 6.0f, 5}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t t = cases[ci].t, k = cases[ci].k;
+        uint64_t rng = 1700 + ci;
+        float *x = normals16(&rng, t * k, 1.0);
+        for (int j = 0; j < cases[ci].outliers; j++) x[(j % t) * k + (7 * j + 3) % k] = 7.5f;
+        qh_tensor wg[3], y[2][3];
+        int8_t *q[3];
+        float *scb[3];
+        for (int i = 0; i < 3; i++) gpu_int8_weight(b, &rng, cases[ci].n[i], k, cases[ci].thr, &q[i], &scb[i], &wg[i]);
+        qh_tensor xw = to_be(b->gpu, x, t, k, QH_F16), xg = to_be(b->gpu, x, t, k, QH_F16);
+        for (int p = 0; p < 2; p++)
+            for (int i = 0; i < 3; i++) {
+                y[p][i] = qh_tensor_2d(QH_F16, t, cases[ci].n[i]);
+                must(b->gpu->alloc(b->gpu, &y[p][i]), "alloc");
+            }
+        must(b->gpu->linear(b->gpu, &xw, &wg[0], &y[0][0]), "linear"); /* teaches the capacity */
+        free(from_be(b->gpu, &y[0][0]));
+        for (int i = 0; i < 3; i++) must(b->gpu->linear(b->gpu, &xg, &wg[i], &y[0][i]), "linear");
+        b->gpu->release(b->gpu, &xg);
+        xg = to_be(b->gpu, x, t, k, QH_F16); /* quantized again by linear_qkv */
+        qh_cuda_quant_stats st;
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        must(b->gpu->linear_qkv(b->gpu, &xg, &wg[0], &wg[1], &wg[2], &y[1][0], &y[1][1], &y[1][2]), "linear_qkv");
+        int m = 0;
+        for (int i = 0; i < 3; i++) {
+            float *want = from_be(b->gpu, &y[0][i]), *got = from_be(b->gpu, &y[1][i]);
+            double *ref = int8_reference(x, t, k, q[i], scb[i], cases[ci].n[i], cases[ci].thr, &m);
+            const int64_t d = count_diff(want, got, t * cases[ci].n[i]);
+            char what[160];
+            snprintf(what, sizeof what, "int8 q/k/v %d of [%lld, %lld], threshold %g, %d outlier cols", i, (long long)t,
+                     (long long)k, cases[ci].thr, m);
+            bound(what, worst_row_err(got, ref, t, cases[ci].n[i]), 2e-3);
+            printf("#     against linear: %lld of %lld differ\n", (long long)d, (long long)(t * cases[ci].n[i]));
+            assert_int_equal(d, 0);
+            free(want), free(got), free(ref);
+        }
+        qh_cuda_quant_stats_get(b->gpu, &st, 1);
+        assert_int_equal(st.int8_tc_products + st.int8_plain_products, 3);
+        b->gpu->release(b->gpu, &xg), b->gpu->release(b->gpu, &xw);
+        for (int i = 0; i < 3; i++) {
+            b->gpu->release(b->gpu, &wg[i]), b->gpu->release(b->gpu, &y[0][i]), b->gpu->release(b->gpu, &y[1][i]);
+            free(q[i]), free(scb[i]);
+        }
+        free(x);
     }
 }
 
@@ -1201,7 +1288,7 @@ int main(void)
         cmocka_unit_test(test_gpu_quantizers), cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_int8_input_cache), cmocka_unit_test(test_int8_swiglu),
         cmocka_unit_test(test_int8_swiglu_codes), cmocka_unit_test(test_int8_wgmma),
-        cmocka_unit_test(test_int8_outlier_nosync),
+        cmocka_unit_test(test_int8_outlier_nosync), cmocka_unit_test(test_int8_qkv),
         cmocka_unit_test(test_int8_input_codes),
         cmocka_unit_test(test_nf4_products),     cmocka_unit_test(test_nf4_small_multi),
         cmocka_unit_test(test_nf4_prefetch),

@@ -636,14 +636,14 @@ static int cu_silu_mul(qh_backend *be, const qh_tensor *gate, const qh_tensor *u
     return rc;
 }
 
-/* nf4 weights and few tokens: the three products in one launch of the small-batch kernel;
- * otherwise three plain products. */
+/* nf4 weights and few tokens: the three products in one launch of the small-batch kernel; int8
+ * and few tokens: their three epilogues in one launch; otherwise three plain products. */
 static int cu_linear_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *wq, const qh_tensor *wk,
                          const qh_tensor *wv, qh_tensor *q, qh_tensor *k, qh_tensor *v)
 {
     const qh_tensor *w[3] = {wq, wk, wv};
     qh_tensor *y[3] = {q, k, v};
-    int rc = qh_cu_quant_nf4_multi(be, x, w, y, 3, 0);
+    int rc = wq->dtype == QH_I8 ? qh_cu_quant_i8_qkv(be, x, w, y) : qh_cu_quant_nf4_multi(be, x, w, y, 3, 0);
     if (rc != 1) return rc;
     rc = cu_linear(be, x, wq, q);
     if (!rc) rc = cu_linear(be, x, wk, k);

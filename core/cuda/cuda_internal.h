@@ -75,6 +75,45 @@ int qh_cu_i8_gather_w(cudaStream_t s, const int8_t *w, int64_t n, int64_t kp, co
  * / 127. Does nothing where *m_dev <= j0. */
 int qh_cu_i8_outlier_small(cudaStream_t s, const void *x, int64_t k, const int32_t *idx, const int *m_dev, int j0,
                            const int8_t *w, int64_t kp, const float *f, float *out, int64_t t, int64_t n, int add);
+/* Batches of at most 64 tokens with outlier columns whose count stays on the device
+ * (cuda_i8_small.cu): what qh_cu_i8_flags, _compact, _rowquant and _gather_x write, the same
+ * numbers, in one launch (a thread-block cluster: Hopper). Where it applies: Hopper (cc_major),
+ * t <= 64, k and kp multiples of 8, aligned pointers, column slices that fit shared memory. */
+typedef struct {
+    int32_t *idx; /* [k]: the outlier columns in order */
+    int *m_dev;   /* their count */
+    int *m_host;  /* and there too (mapped host memory), or NULL */
+    unsigned long long *stat; /* stat[0] += m, stat[1] = max(stat[1], m); or NULL */
+    int8_t *xq;   /* [t, kp] codes */
+    float *sx;    /* [t] scales */
+    void *xo;     /* [t, mp] fp16: the first min(m, mp) outlier columns' x, zeros beyond; or NULL */
+    int mp;
+} qh_cu_i8_quant_small_out;
+int qh_cu_i8_quant_small_applies(int cc_major, const void *x, int64_t t, int64_t k, int64_t kp, float thr,
+                                 const qh_cu_i8_quant_small_out *o);
+int qh_cu_i8_quant_small(cudaStream_t s, const void *x, int64_t t, int64_t k, int64_t kp, float thr,
+                         const qh_cu_i8_quant_small_out *o);
+/* The epilogue of int8 products for at most 64 tokens, with the outlier columns cap .. *m_dev - 1
+ * (read on the device; m_dev NULL: none) summed in on CUDA cores: what qh_cu_i8_outlier_small
+ * followed by qh_cu_i8_epilogue writes, bit for bit, in one launch, for up to three weights with
+ * the same input (q, k and v: y[w] = x w^T), or paired (gate and up, nw 2): y[0] = fp16(silu(g) *
+ * u) of the two rounded to fp16, as those and silu_mul give. extra[w]: where cap > 0, the
+ * gathered product of the first cap outlier columns (fp32 [t, n[w]]); into_y (fp32 y added to,
+ * one weight): y holds y + that product already. */
+typedef struct {
+    const int32_t *acc[3];      /* int32 sums [t, ldc[w]] */
+    const float *scb[3], *f[3]; /* SCB and SCB / 127 of each weight */
+    const int8_t *w[3];         /* codes [n[w], kp] */
+    const float *extra[3];
+    void *y[3];
+    int64_t n[3], ldc[3], kp, k;
+    const float *sx;
+    const void *x; /* the fp16 input [t, k] */
+    const int32_t *idx;
+    const int *m_dev;
+    int cap, t, nw, paired, y_type, accumulate, into_y;
+} qh_cu_i8_small_epi;
+int qh_cu_i8_epilogue_small(cudaStream_t s, const qh_cu_i8_small_epi *e);
 /* y[t, n] (+)= (acc[t, n] * sx[t]) * (scb[n] / 127) (+ extra[t, n], fp32 [t, n], when non-NULL and,
  * where extra_if is non-NULL, *extra_if != 0); acc rows of ldc int32; y fp16 or fp32 (y_type). */
 int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const float *sx, const float *scb,

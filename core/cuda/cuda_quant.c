@@ -59,7 +59,7 @@ void qh_cu_quant_free(qh_backend *be)
     if (!q) return;
     if (q->side) cudaStreamSynchronize(q->side);
     qh_cu_dbuf *bufs[] = {&q->xq, &q->xo,  &q->sx, &q->flags, &q->idx,    &q->mdev,   &q->wo,
-                          &q->acc, &q->acc2, &q->yo, &q->dstat, &q->deq[0], &q->deq[1]};
+                          &q->acc, &q->acc2, &q->acc3, &q->yo, &q->yo2, &q->yo3, &q->dstat, &q->deq[0], &q->deq[1]};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qh_cu_be_free(be, bufs[i]->p, bufs[i]->cap);
     if (q->m_host) cudaFreeHost(q->m_host);
     for (int i = 0; i < 2; i++) {

@@ -48,6 +48,11 @@ int qh_cu_quant_linear(qh_backend *be, const qh_tensor *x, const qh_tensor *w, q
  * done) where it does not apply: not all nf4, too many tokens, another GPU generation. */
 int qh_cu_quant_nf4_multi(qh_backend *be, const qh_tensor *x, const qh_tensor *const *w, qh_tensor *const *y, int nw,
                           int paired);
+/* y[i] = x w[i]^T for three int8 weights with the same input (q, k, v) and at most 64 tokens:
+ * the three products, then one kernel for their epilogues (and the outlier columns, where the
+ * count stays on the device). Returns 1 (nothing done beyond quantizing x) where it does not
+ * apply: more tokens, other dtypes or shapes, outlier columns counted on the host. */
+int qh_cu_quant_i8_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *const *w, qh_tensor *const *y);
 /* gate = silu(x wg^T) * (x wu^T) for int8 wg and wu: the two int8 products per chunk of tokens,
  * then one kernel from their int32 sums to gate (fp16), the numbers the plain ops give. up is
  * used as the second product's int32 scratch. Returns 1 (nothing done beyond quantizing x) where

@@ -33,8 +33,10 @@
  * of at most I8_NOSYNC_MAX_T tokens never wait (at batch 1 the 128 waits of a 7B forward pass cost
  * 0.7-1.4 ms, bench/NOTES.md): m stays on the device (q->m = -1), and the outlier
  * columns go through a gathered fp16 product of capacity q->mp, chosen from the counts this kind
- * of input had before (read from mapped memory without waiting; 0 while they stay small), plus a
- * CUDA-core kernel for any columns beyond it (qh_cu_i8_outlier_small, which reads m itself). */
+ * of input had before (read from mapped memory without waiting; 0 while they stay small), plus
+ * CUDA-core sums for any columns beyond it (which read m themselves). There, on Hopper, one kernel
+ * does the whole quantization (qh_cu_i8_quant_small) and one the epilogue with those sums
+ * (qh_cu_i8_epilogue_small): at batch 1 the launches cost more than their work. */
 static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, int64_t t, int64_t k, int64_t kp,
                       float thr, int kind)
 {
@@ -57,30 +59,40 @@ static int i8_prepare(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x,
         flags = q->flags.p;
     }
     unsigned long long *stat = thr > 0 ? (unsigned long long *)q->dstat.p + 2 * kind : NULL;
-    if (!rc && thr > 0) rc = qh_cu_be_err(cudaMemsetAsync(q->flags.p, 0, (size_t)k, s), "memset");
-    if (!rc && thr > 0) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_flags(s, x->data, t, k, thr, q->flags.p), "int8 outliers");
-    if (!rc && thr > 0)
-        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_compact(s, q->flags.p, k, q->idx.p, q->mdev.p,
-                                                        q->m_host_dev + (nosync ? QH_CUDA_OP_COUNT : 0) + kind, stat),
-                          "int8 outliers");
-    if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_rowquant(s, x->data, t, k, kp, flags, q->xq.p, q->sx.p), "int8 quantize");
-    int m = 0, mp = 0;
-    if (!rc && thr > 0 && !nosync) {
-        rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
-        m = *(volatile int *)(q->m_host + kind);
-        mp = (m + 7) / 8 * 8;
-    } else if (!rc && nosync) {
-        /* an earlier small batch's count, or this one's */
+    int m = 0, mp = 0, done = 0;
+    if (!rc && nosync) {
+        /* an earlier small batch's count (perhaps this one's, when the GPU is ahead) */
         const int seen = *(volatile int *)(q->m_host + QH_CUDA_OP_COUNT + kind);
         if (seen > q->hint[kind]) q->hint[kind] = seen;
         const int h = q->hint[kind], kr = (int)((k + 63) / 64 * 64);
         m = -1;
         mp = h <= I8_OUTLIER_SMALL_MAX ? 0 : (h + h / 4 + 63) / 64 * 64; /* a margin for the next inputs */
         if (mp > kr) mp = kr;
+        if (mp > 0) rc = qh_cu_q_ensure(be, &q->xo, sizeof(uint16_t) * (size_t)(t * mp), 0);
+        if (!rc && !q->small_unfused) { /* everything in one launch, the x gather included */
+            const qh_cu_i8_quant_small_out o = {q->idx.p, q->mdev.p, q->m_host_dev + QH_CUDA_OP_COUNT + kind, stat,
+                                                q->xq.p, q->sx.p, mp > 0 ? q->xo.p : NULL, mp};
+            done = qh_cu_i8_quant_small_applies(qh_cu_be_cc_major(be), x->data, t, k, kp, thr, &o);
+            if (done) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_quant_small(s, x->data, t, k, kp, thr, &o), "int8 quantize");
+        }
+    }
+    if (!rc && !done && thr > 0) rc = qh_cu_be_err(cudaMemsetAsync(q->flags.p, 0, (size_t)k, s), "memset");
+    if (!rc && !done && thr > 0)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_flags(s, x->data, t, k, thr, q->flags.p), "int8 outliers");
+    if (!rc && !done && thr > 0)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_compact(s, q->flags.p, k, q->idx.p, q->mdev.p,
+                                                        q->m_host_dev + (nosync ? QH_CUDA_OP_COUNT : 0) + kind, stat),
+                          "int8 outliers");
+    if (!rc && !done)
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_rowquant(s, x->data, t, k, kp, flags, q->xq.p, q->sx.p), "int8 quantize");
+    if (!rc && thr > 0 && !nosync) {
+        rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
+        m = *(volatile int *)(q->m_host + kind);
+        mp = (m + 7) / 8 * 8;
     }
     if (rc) return rc;
     q->m = m, q->mp = mp;
-    if (mp > 0) {
+    if (mp > 0 && !done) {
         rc = qh_cu_q_ensure(be, &q->xo, sizeof(uint16_t) * (size_t)(t * mp), 0);
         if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_gather_x(s, x->data, t, k, q->idx.p, m, m < 0 ? q->mdev.p : NULL, mp,
@@ -217,7 +229,8 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
 /* y (+)= x w^T for a small batch whose outlier count stays on the device (q->m < 0, capacity
  * q->mp): the int8 product as usual; the outlier sums into y where y is fp32 and added to, else
  * into an fp32 scratch the epilogue adds (only if there are outliers at all, when no gathered
- * product wrote it: the epilogue reads the count). */
+ * product wrote it: the epilogue reads the count). The CUDA-core sums beyond the capacity and the
+ * epilogue are one kernel (qh_cu_i8_epilogue_small), unless small_unfused. */
 static int i8_linear_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *w,
                             qh_tensor *y, int64_t t, int64_t k, int64_t n, int64_t kp, int64_t np, const float *f,
                             int accumulate)
@@ -231,6 +244,14 @@ static int i8_linear_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tens
     if (!rc && cap > 0) {
         rc = i8_gather_w_cols(be, q, w, n, kp, 0, q->mdev.p, cap);
         if (!rc) rc = i8_outlier_product(be, q, 0, t, cap, n, out, QH_F32, into_y ? 1.0f : 0.0f);
+    }
+    if (!rc && !q->small_unfused) { /* the outlier sums and the epilogue in one launch */
+        qh_cu_i8_small_epi e = {.acc = {q->acc.p}, .scb = {w->quant.scale}, .f = {f}, .w = {w->data},
+                                .extra = {cap > 0 ? out : NULL}, .y = {y->data}, .n = {n}, .ldc = {np}, .kp = kp,
+                                .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p, .m_dev = q->mdev.p,
+                                .cap = cap, .t = (int)t, .nw = 1, .y_type = f32y ? QH_CU_F32 : QH_CU_F16,
+                                .accumulate = accumulate, .into_y = into_y};
+        return qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(s, &e), "int8 epilogue");
     }
     if (!rc)
         rc = qh_cu_be_err((cudaError_t)qh_cu_i8_outlier_small(s, x->data, k, q->idx.p, q->mdev.p, cap, w->data, kp, f, out,
@@ -259,7 +280,7 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
     rc = m < 0 ? i8_linear_nosync(be, q, x, w, y, t, k, n, kp, np, f, accumulate)
                : i8_linear_wgmma(be, q, w, y, t, n, kp, f, accumulate);
     if (rc != 1) {
-        q->st.int8_wgmma_products += !rc;
+        q->st.int8_wgmma_products += !rc && m >= 0;
         i8_written(q, y->data, (size_t)(t * n) * (f32y ? 4 : 2));
         qh_cu_be_mark(be, kind);
         return rc;
@@ -298,6 +319,89 @@ int qh_cu_i8_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, c
     return rc;
 }
 
+int qh_cu_quant_i8_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *const *w, qh_tensor *const *y)
+{
+    const int64_t t = qh_tensor_rows(x), k = qh_tensor_cols(x);
+    if (t <= 0 || t > I8_NOSYNC_MAX_T || x->dtype != QH_F16 || x->device != QH_DEVICE_CUDA) return 1;
+    for (int i = 0; i < 3; i++)
+        if (w[i]->dtype != QH_I8 || !qh_tensor_is_quantized(w[i]) || w[i]->ndim != 2 || w[i]->shape[1] != k ||
+            w[i]->device != QH_DEVICE_CUDA || w[i]->quant.threshold != w[0]->quant.threshold || y[i]->dtype != QH_F16 ||
+            y[i]->device != QH_DEVICE_CUDA || qh_tensor_rows(y[i]) != t || qh_tensor_cols(y[i]) != w[i]->shape[0])
+            return 1;
+    struct qh_cu_quant *q;
+    int rc = qh_cu_q_state(be, &q);
+    if (rc) return rc;
+    if (q->small_unfused) return 1;
+    qh_quant_dev_layout l[3];
+    for (int i = 0; i < 3; i++) qh_quant_dev_layout_of(w[i], &l[i]);
+    const int64_t kp = l[0].cols_pad;
+    if (l[1].cols_pad != kp || l[2].cols_pad != kp) return 1;
+    rc = i8_prepare(be, q, x, t, k, kp, w[0]->quant.threshold, QH_CUDA_OP_GEMM_QKV);
+    if (rc) return rc;
+    if (q->m > 0) return 1; /* a counted batch with outlier columns: the plain path (x stays quantized) */
+    const int cap = q->mp;
+    qh_cu_dbuf *accs[3] = {&q->acc, &q->acc2, &q->acc3}, *yos[3] = {&q->yo, &q->yo2, &q->yo3};
+    qh_cu_i8_small_epi e = {.kp = kp, .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p,
+                            .m_dev = q->m < 0 ? q->mdev.p : NULL, .cap = cap, .t = (int)t, .nw = 3,
+                            .y_type = QH_CU_F16};
+    for (int i = 0; !rc && i < 3; i++) {
+        const int64_t n = w[i]->shape[0], np = l[i].rows_pad;
+        rc = qh_cu_q_ensure(be, accs[i], sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), 0);
+        if (!rc && cap > 0) rc = qh_cu_q_ensure(be, yos[i], sizeof(float) * (size_t)(t * n), 0);
+        if (!rc) rc = i8_product(be, q, w[i], q->xq.p, accs[i]->p, n, np, kp, t);
+        if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, w[i], n, kp, 0, q->mdev.p, cap);
+        if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, yos[i]->p, QH_F32, 0.0f);
+        e.acc[i] = accs[i]->p, e.scb[i] = w[i]->quant.scale, e.w[i] = w[i]->data, e.y[i] = y[i]->data;
+        e.f[i] = (const float *)((char *)w[i]->data + l[i].off_scale127);
+        e.extra[i] = cap > 0 ? yos[i]->p : NULL, e.n[i] = n, e.ldc[i] = np;
+    }
+    if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(qh_cu_be_stream(be), &e), "int8 epilogue");
+    for (int i = 0; i < 3; i++) i8_written(q, y[i]->data, (size_t)(t * w[i]->shape[0]) * 2);
+    qh_cu_be_mark(be, QH_CUDA_OP_GEMM_QKV);
+    return rc;
+}
+
+/* gate = silu(x wg^T) * (x wu^T) for a small batch whose outlier count stays on the device: both
+ * int8 products, for each the gathered outlier product (capacity q->mp) where there is one, then
+ * one kernel: both epilogues with the outlier sums beyond the capacity, and the SwiGLU. What
+ * linear, linear and silu_mul give, bit for bit. */
+static int i8_swiglu_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *wg,
+                            const qh_tensor *wu, qh_tensor *gate, qh_tensor *up, int64_t t, int64_t k, int64_t n,
+                            int64_t kp, int64_t np, const qh_quant_dev_layout *l)
+{
+    const int cap = q->mp;
+    const size_t accb = sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), yob = sizeof(float) * (size_t)(t * n);
+    int rc = qh_cu_q_ensure(be, &q->acc, accb, 0);
+    if (!rc) rc = qh_cu_q_ensure(be, &q->acc2, accb, 0);
+    if (!rc && cap > 0) rc = qh_cu_q_ensure(be, &q->yo, yob, 0);
+    if (!rc && cap > 0) rc = qh_cu_q_ensure(be, &q->yo2, yob, 0);
+    if (!rc) rc = i8_product(be, q, wg, q->xq.p, q->acc.p, n, np, kp, t);
+    if (!rc) rc = i8_product(be, q, wu, q->xq.p, q->acc2.p, n, np, kp, t);
+    if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, wg, n, kp, 0, q->mdev.p, cap);
+    if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, q->yo.p, QH_F32, 0.0f);
+    if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, wu, n, kp, 0, q->mdev.p, cap);
+    if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, q->yo2.p, QH_F32, 0.0f);
+    qh_cu_be_mark(be, QH_CUDA_OP_GEMM_GATE_UP);
+    if (!rc) {
+        qh_cu_i8_small_epi e = {.acc = {q->acc.p, q->acc2.p},
+                                .scb = {wg->quant.scale, wu->quant.scale},
+                                .f = {(const float *)((char *)wg->data + l->off_scale127),
+                                      (const float *)((char *)wu->data + l->off_scale127)},
+                                .w = {wg->data, wu->data},
+                                .extra = {cap > 0 ? q->yo.p : NULL, cap > 0 ? q->yo2.p : NULL},
+                                .y = {gate->data},
+                                .n = {n, n},
+                                .ldc = {np, np},
+                                .kp = kp, .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p, .m_dev = q->mdev.p,
+                                .cap = cap, .t = (int)t, .nw = 2, .paired = 1, .y_type = QH_CU_F16};
+        rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(qh_cu_be_stream(be), &e), "int8 SwiGLU");
+    }
+    qh_cu_be_mark(be, QH_CUDA_OP_SILU_MUL);
+    i8_written(q, gate->data, (size_t)(t * n) * 2);
+    (void)up; /* not written: the two products' sums stay in the int32 scratches */
+    return rc;
+}
+
 int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, const qh_tensor *wu, qh_tensor *gate,
                        qh_tensor *up)
 {
@@ -331,6 +435,7 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     if (chunk < 4 || (uintptr_t)acc_u % 16) return 1;
     rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
     if (rc) return rc;
+    if (q->m < 0 && !q->small_unfused) return i8_swiglu_nosync(be, q, x, wg, wu, gate, up, t, k, n, kp, np, &l);
     if (q->m != 0) return 1; /* outlier columns (or a count on the device): the plain path adds them */
     const float *fu = (const float *)((char *)wu->data + l.off_scale127);
     if (i8_wgmma(be, q, t, n, 128) &&
@@ -408,6 +513,12 @@ void qh_cuda_set_int8_outlier_sync(qh_backend *be, int on)
         memset(q->hint, 0, sizeof q->hint);
         memset(q->m_host, 0, sizeof(int) * 2 * QH_CUDA_OP_COUNT);
     }
+}
+
+void qh_cuda_set_int8_small_fused(qh_backend *be, int on)
+{
+    struct qh_cu_quant *q;
+    if (!qh_cu_q_state(be, &q)) q->small_unfused = !on, q->x_valid = 0;
 }
 
 void qh_cuda_set_int8_wgmma(qh_backend *be, int mode)

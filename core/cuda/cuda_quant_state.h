@@ -40,13 +40,14 @@ struct qh_cu_quant {
      * seen yet). */
     int64_t norm_k, norm_kp, down_k, down_kp;
     int no_input_codes;
-    qh_cu_dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, yo;
+    qh_cu_dbuf xq, sx, flags, idx, mdev, xo, wo, acc, acc2, acc3, yo, yo2, yo3;
     /* mapped pinned: the latest outlier count of each kind of input, [0, QH_CUDA_OP_COUNT) from
      * batches that wait for it, then those of small batches that do not (a large batch, the union
      * of many tokens' outliers, would oversize the small batches' capacity) */
     int *m_host, *m_host_dev;
     int hint[QH_CUDA_OP_COUNT]; /* the largest outlier count of a small batch read back so far, per kind */
     int outlier_sync;            /* 1: every batch waits for its outlier count (tests compare) */
+    int small_unfused;           /* 1: those small batches run the separate kernels (tests compare) */
     qh_cu_dbuf dstat;            /* unsigned long long [QH_CUDA_OP_COUNT][2]: outlier columns sum, max */
     /* nf4, dequantize + cuBLASLt: two fp16 weight buffers. While one feeds a product, the weight
      * that followed this one last time (order[], learned as the products come) is dequantized into
