@@ -33,10 +33,11 @@ namespace {
 constexpr int MAX_T = 64;          /* tokens (I8_NOSYNC_MAX_T) */
 constexpr int QS_THREADS = 512;    /* quantization: 16 warps per block */
 constexpr int QS_LOADS = 8;        /* 16-byte loads each thread has in flight */
+constexpr size_t QS_SMEM_MAX = 200 * 1024; /* a block's slice at most (of 227 KB per SM) */
 constexpr int ES_COLS = 32, ES_THREADS = 256, ES_ROWS = ES_THREADS / ES_COLS, ES_PER = MAX_T / ES_ROWS;
 
-/* Shared memory of a quantization block with gp column groups and t tokens: the x slice
- * [t][gp] (groups of 8 fp16), then flags [8 gp] bytes, then the outlier list [8 gp] shorts. */
+/* Shared memory of a quantization block with gp column groups and t tokens of its own: their x
+ * slice [t][gp] (groups of 8 fp16), then flags [8 gp] bytes, then the outlier list [8 gp] shorts. */
 size_t qs_smem(int t, int gp) { return (size_t)t * gp * 16 + (size_t)gp * 8 * 3; }
 
 __device__ __forceinline__ void unpack8(uint4 u, float *v)
@@ -49,7 +50,11 @@ __device__ __forceinline__ void unpack8(uint4 u, float *v)
     }
 }
 
-__device__ __forceinline__ bool flag_of(uint2 fw, int j) { return ((j < 4 ? fw.x >> (8 * j) : fw.y >> (8 * (j - 4))) & 0xffu) != 0; }
+/* column j of a group of 8 flagged (its byte of the 8 flag bytes read as one uint2) */
+__device__ __forceinline__ bool flag_of(uint2 fw, int j)
+{
+    return ((j < 4 ? fw.x >> (8 * j) : fw.y >> (8 * (j - 4))) & 0xffu) != 0;
+}
 
 __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half *x, int t, int64_t k, int64_t kp,
                                                                      float thr, int gp, qh_cu_i8_quant_small_out o)
@@ -329,18 +334,42 @@ static int qs_plan(int64_t t, int64_t k, int *gp, int *rg)
     const int per = (int)((t + *rg - 1) / *rg);
     for (int nb = 8; nb <= 16; nb += 8) {
         *gp = (int)((G + nb - 1) / nb);
-        if ((nb == 16 || t * *gp <= QS_LOADS * QS_THREADS) && qs_smem(per, *gp) <= 200u * 1024) return nb;
+        if ((nb == 16 || t * *gp <= QS_LOADS * QS_THREADS) && qs_smem(per, *gp) <= QS_SMEM_MAX) return nb;
     }
     return 0;
+}
+
+/* Whether clusters of 16 blocks of smem bytes can run on this GPU (16 is beyond the portable size:
+ * a GPU with fewer SMs per GPC cannot); asked once, at the largest slice (one device). */
+static bool qs_cluster16_ok(void)
+{
+    static int ok = -1;
+    if (ok < 0) {
+        const size_t smem = QS_SMEM_MAX;
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute at;
+        at.id = cudaLaunchAttributeClusterDimension;
+        at.val.clusterDim.x = 1, at.val.clusterDim.y = 16, at.val.clusterDim.z = 1;
+        cfg.gridDim = dim3(1, 16), cfg.blockDim = dim3(QS_THREADS), cfg.dynamicSmemBytes = smem;
+        cfg.attrs = &at, cfg.numAttrs = 1;
+        int clusters = 0;
+        ok = cudaFuncSetAttribute(i8_quant_small_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
+                     cudaSuccess &&
+                 cudaFuncSetAttribute(i8_quant_small_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ==
+                     cudaSuccess &&
+                 cudaOccupancyMaxActiveClusters(&clusters, i8_quant_small_kernel, &cfg) == cudaSuccess && clusters > 0;
+        cudaGetLastError(); /* a refusal above is an answer, not an error to report later */
+    }
+    return ok == 1;
 }
 
 int qh_cu_i8_quant_small_applies(int cc_major, const void *x, int64_t t, int64_t k, int64_t kp, float thr,
                                  const qh_cu_i8_quant_small_out *o)
 {
-    int gp, rg;
+    int gp, rg, nb = 0;
     return cc_major >= 9 && t > 0 && t <= MAX_T && k > 0 && k % 8 == 0 && kp % 8 == 0 && kp >= k && kp - k <= 1024 &&
            (uintptr_t)x % 16 == 0 && (uintptr_t)o->xq % 8 == 0 && thr > 0.f && (!o->xo || o->mp > 0) &&
-           qs_plan(t, k, &gp, &rg) > 0;
+           (nb = qs_plan(t, k, &gp, &rg)) > 0 && (nb == 8 || qs_cluster16_ok());
 }
 
 int qh_cu_i8_quant_small(cudaStream_t s, const void *x, int64_t t, int64_t k, int64_t kp, float thr,
@@ -349,12 +378,6 @@ int qh_cu_i8_quant_small(cudaStream_t s, const void *x, int64_t t, int64_t k, in
     int gp, rg;
     const int nb = qh_cu_i8_quant_small_applies(9, x, t, k, kp, thr, o) ? qs_plan(t, k, &gp, &rg) : 0;
     if (!nb) return (int)cudaErrorInvalidValue;
-    static int opted16;
-    if (nb > 8 && !opted16) {
-        cudaError_t e = cudaFuncSetAttribute(i8_quant_small_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-        if (e != cudaSuccess) return (int)e;
-        opted16 = 1;
-    }
     const size_t smem = qs_smem((int)((t + rg - 1) / rg), gp);
     static size_t opted; /* dynamic shared memory allowed so far (one device) */
     if (smem > 48 * 1024 && opted < smem) {
