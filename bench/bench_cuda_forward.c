@@ -17,8 +17,8 @@
  * "+cublas" keeps int8's large batches on cuBLASLt's int32 products and the epilogue kernels
  * instead of the one-kernel wgmma products (int8:0+cublas); "+wait" makes int8's small batches wait
  * for their outlier count as large ones do (int8+wait@0); "+unfused" runs the separate kernels
- * for int8's small batches with outliers (quantization, outlier sums, epilogue, SwiGLU:
- * int8+unfused@0). The random model's fp16 weights (the same for every variant) are quantized on
+ * for int8's small batches (q/k/v epilogues; with outliers the quantization, outlier sums,
+ * epilogue and SwiGLU: int8+unfused@0). The random model's fp16 weights (the same for every variant) are quantized on
  * the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.

@@ -6,7 +6,7 @@
  *
  *  - i8_quant_small: what i8_flags, i8_compact, i8_rowquant and i8_gather_x do, in one launch.
  *    Thread-block clusters of 8 (or 16) blocks; each block takes a slice of the columns (groups
- *    of 8): the slice's outlier flags over all tokens, its outlier columns in order (one warp),
+ *    of 8): the slice's outlier flags (bits) over all tokens, its outlier columns in order (one warp),
  *    and, for the cluster's share of the tokens (staged in shared memory), each token's absmax
  *    over the slice's regular columns (the other warps). After a cluster barrier every block
  *    reads the others' counts and maxima (distributed shared memory), then writes its slice's
@@ -37,8 +37,8 @@ constexpr size_t QS_SMEM_MAX = 200 * 1024; /* a block's slice at most (of 227 KB
 constexpr int ES_COLS = 32, ES_THREADS = 256, ES_ROWS = ES_THREADS / ES_COLS, ES_PER = MAX_T / ES_ROWS;
 
 /* Shared memory of a quantization block with gp column groups and t tokens of its own: their x
- * slice [t][gp] (groups of 8 fp16), then flags [8 gp] bytes, then the outlier list [8 gp] shorts. */
-size_t qs_smem(int t, int gp) { return (size_t)t * gp * 16 + (size_t)gp * 8 * 3; }
+ * slice [t][gp] (groups of 8 fp16), the outlier list [8 gp] shorts, then a flag bit per column. */
+size_t qs_smem(int t, int gp) { return (size_t)t * gp * 16 + (size_t)gp * 16 + (size_t)(gp * 8 + 31) / 32 * 4; }
 
 __device__ __forceinline__ void unpack8(uint4 u, float *v)
 {
@@ -50,10 +50,10 @@ __device__ __forceinline__ void unpack8(uint4 u, float *v)
     }
 }
 
-/* column j of a group of 8 flagged (its byte of the 8 flag bytes read as one uint2) */
-__device__ __forceinline__ bool flag_of(uint2 fw, int j)
+/* the flag bits of column group gi (8 columns: a byte of the bit array) */
+__device__ __forceinline__ unsigned group_flags(const uint32_t *fw, int gi)
 {
-    return ((j < 4 ? fw.x >> (8 * j) : fw.y >> (8 * (j - 4))) & 0xffu) != 0;
+    return fw[gi >> 2] >> ((gi & 3) * 8) & 0xffu;
 }
 
 __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half *x, int t, int64_t k, int64_t kp,
@@ -73,11 +73,12 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
     const int rb = ra + per < t ? ra + per : t, nr = rb > ra ? rb - ra : 0;
     const bool first = blockIdx.x == 0; /* writes the count, the indices and the statistics */
     uint4 *tile = reinterpret_cast<uint4 *>(smem); /* [per][gp] */
-    unsigned char *fl = smem + (size_t)per * gp * 16;
-    unsigned short *lidx = reinterpret_cast<unsigned short *>(fl + gp * 8);
+    unsigned short *lidx = reinterpret_cast<unsigned short *>(smem + (size_t)per * gp * 16);
+    uint32_t *fw = reinterpret_cast<uint32_t *>(lidx + gp * 8);
+    const int nwords = (gp * 8 + 31) / 32;
 
     qh_pdl_trigger();
-    for (int i = tid; i < gp * 2; i += QS_THREADS) reinterpret_cast<uint32_t *>(fl)[i] = 0u;
+    for (int i = tid; i < nwords; i += QS_THREADS) fw[i] = 0u;
     if (tid < MAX_T) rall[tid] = 0.f;
     __syncthreads();
     qh_pdl_wait(); /* x is the kernel before's output */
@@ -96,25 +97,30 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
             const int i = i0 + l * QS_THREADS, r = i / (ng > 0 ? ng : 1), gi = i - r * ng;
             if (i >= total) break;
             if (r >= ra && r < rb) tile[(r - ra) * gp + gi] = u[l];
-            const __half2 *h = reinterpret_cast<const __half2 *>(&u[l]);
+            float v[8];
+            unpack8(u[l], v);
+            unsigned hit = 0;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float2 f = __half22float2(h[j]);
-                if (fabsf(f.x) >= thr) fl[gi * 8 + 2 * j] = 1; /* racing writes of the same value */
-                if (fabsf(f.y) >= thr) fl[gi * 8 + 2 * j + 1] = 1;
-            }
+            for (int j = 0; j < 8; j++) hit |= (fabsf(v[j]) >= thr ? 1u : 0u) << j;
+            if (hit) atomicOr(&fw[gi >> 2], hit << ((gi & 3) * 8));
         }
     }
     __syncthreads();
 
-    if (warp == 0) { /* the slice's outlier columns, in order */
+    if (warp == 0) { /* the slice's outlier columns, in order: a word of flag bits per lane */
         int base = 0;
-        for (int c0 = 0; c0 < ng * 8; c0 += 32) {
-            const int c = c0 + lane;
-            const bool f = c < ng * 8 && fl[c];
-            const unsigned bal = __ballot_sync(0xffffffffu, f);
-            if (f) lidx[base + __popc(bal & ((1u << lane) - 1))] = (unsigned short)c;
-            base += __popc(bal);
+        for (int w0 = 0; w0 < nwords; w0 += 32) {
+            unsigned bits = w0 + lane < nwords ? fw[w0 + lane] : 0u;
+            const int c = __popc(bits);
+            int incl = c;
+#pragma unroll
+            for (int s = 1; s < 32; s <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, incl, s);
+                if (lane >= s) incl += u;
+            }
+            for (int pos = base + incl - c; bits; bits &= bits - 1)
+                lidx[pos++] = (unsigned short)((w0 + lane) * 32 + __ffs(bits) - 1);
+            base += __shfl_sync(0xffffffffu, incl, 31);
         }
         if (lane == 0) cnt = base;
     } else { /* each token's absmax over the slice's regular columns (NaN never counts, as in
@@ -124,10 +130,10 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
             for (int gi = lane; gi < ng; gi += 32) {
                 float v[8];
                 unpack8(tile[lr * gp + gi], v);
-                const uint2 fw = *reinterpret_cast<const uint2 *>(fl + gi * 8);
+                const unsigned fb = group_flags(fw, gi);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
-                    const float a = flag_of(fw, j) ? 0.f : fabsf(v[j]);
+                    const float a = fb >> j & 1u ? 0.f : fabsf(v[j]);
                     if (a > amax) amax = a;
                 }
             }
@@ -181,11 +187,11 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
         const float inv = rinv[lr];
         float v[8];
         unpack8(tile[lr * gp + gi], v);
-        const uint2 fw = *reinterpret_cast<const uint2 *>(fl + gi * 8);
+        const unsigned fb = group_flags(fw, gi);
         uint2 packed = make_uint2(0, 0);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            const unsigned byte = flag_of(fw, j) ? 0u : qh_i8_code(v[j], inv);
+            const unsigned byte = fb >> j & 1u ? 0u : qh_i8_code(v[j], inv);
             if (j < 4) packed.x |= byte << (8 * j);
             else packed.y |= byte << (8 * (j - 4));
         }

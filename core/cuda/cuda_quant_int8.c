@@ -226,6 +226,25 @@ static int i8_linear_wgmma(qh_backend *be, struct qh_cu_quant *q, const qh_tenso
     return rc;
 }
 
+/* For a small batch whose outlier count stays on the device (q->m < 0, capacity q->mp): w's int32
+ * sums into acc, and where the capacity is > 0 the gathered product of the first outlier columns
+ * (fp16, through cuBLASLt) added to `into` (fp32 [t, n]) or else written to yo; *extra: where
+ * that product went (NULL: none). */
+static int i8_small_product(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *w, int64_t t, int64_t n,
+                            int64_t np, int64_t kp, qh_cu_dbuf *acc, qh_cu_dbuf *yo, float *into, float **extra)
+{
+    const int cap = q->mp;
+    int rc = qh_cu_q_ensure(be, acc, sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), 0);
+    if (!rc) rc = i8_product(be, q, w, q->xq.p, acc->p, n, np, kp, t);
+    *extra = NULL;
+    if (rc || cap == 0) return rc;
+    if (!into) rc = qh_cu_q_ensure(be, yo, sizeof(float) * (size_t)(t * n), 0);
+    *extra = into ? into : yo->p;
+    if (!rc) rc = i8_gather_w_cols(be, q, w, n, kp, 0, q->mdev.p, cap);
+    if (!rc) rc = i8_outlier_product(be, q, 0, t, cap, n, *extra, QH_F32, into ? 1.0f : 0.0f);
+    return rc;
+}
+
 /* y (+)= x w^T for a small batch whose outlier count stays on the device (q->m < 0, capacity
  * q->mp): the int8 product as usual; the outlier sums into y where y is fp32 and added to, else
  * into an fp32 scratch the epilogue adds (only if there are outliers at all, when no gathered
@@ -237,22 +256,19 @@ static int i8_linear_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tens
 {
     cudaStream_t s = qh_cu_be_stream(be);
     const int f32y = y->dtype == QH_F32, into_y = f32y && accumulate, cap = q->mp;
-    int rc = qh_cu_q_ensure(be, &q->acc, sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), 0);
-    if (!rc && !into_y) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(t * n), 0);
-    if (!rc) rc = i8_product(be, q, w, q->xq.p, q->acc.p, n, np, kp, t);
-    float *out = into_y ? y->data : q->yo.p;
-    if (!rc && cap > 0) {
-        rc = i8_gather_w_cols(be, q, w, n, kp, 0, q->mdev.p, cap);
-        if (!rc) rc = i8_outlier_product(be, q, 0, t, cap, n, out, QH_F32, into_y ? 1.0f : 0.0f);
-    }
+    float *extra;
+    int rc = i8_small_product(be, q, w, t, n, np, kp, &q->acc, &q->yo, into_y ? y->data : NULL, &extra);
     if (!rc && !q->small_unfused) { /* the outlier sums and the epilogue in one launch */
         qh_cu_i8_small_epi e = {.acc = {q->acc.p}, .scb = {w->quant.scale}, .f = {f}, .w = {w->data},
-                                .extra = {cap > 0 ? out : NULL}, .y = {y->data}, .n = {n}, .ldc = {np}, .kp = kp,
+                                .extra = {into_y ? NULL : extra}, .y = {y->data}, .n = {n}, .ldc = {np}, .kp = kp,
                                 .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p, .m_dev = q->mdev.p,
                                 .cap = cap, .t = (int)t, .nw = 1, .y_type = f32y ? QH_CU_F32 : QH_CU_F16,
                                 .accumulate = accumulate, .into_y = into_y};
         return qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(s, &e), "int8 epilogue");
     }
+    /* the separate kernels: the outlier kernel writes the scratch even without a gathered product */
+    if (!rc && !into_y) rc = qh_cu_q_ensure(be, &q->yo, sizeof(float) * (size_t)(t * n), 0);
+    float *out = into_y ? y->data : q->yo.p;
     if (!rc)
         rc = qh_cu_be_err((cudaError_t)qh_cu_i8_outlier_small(s, x->data, k, q->idx.p, q->mdev.p, cap, w->data, kp, f, out,
                                                               t, n, into_y || cap > 0),
@@ -338,22 +354,20 @@ int qh_cu_quant_i8_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *cons
     if (l[1].cols_pad != kp || l[2].cols_pad != kp) return 1;
     rc = i8_prepare(be, q, x, t, k, kp, w[0]->quant.threshold, QH_CUDA_OP_GEMM_QKV);
     if (rc) return rc;
-    if (q->m > 0) return 1; /* a counted batch with outlier columns: the plain path (x stays quantized) */
-    const int cap = q->mp;
+    /* a counted batch with outlier columns, or (tests) the wgmma kernel forced: the plain path,
+     * which finds x quantized */
+    if (q->m > 0 || (q->m == 0 && q->wgmma_mode == QH_CUDA_I8_WGMMA_ALWAYS)) return 1;
     qh_cu_dbuf *accs[3] = {&q->acc, &q->acc2, &q->acc3}, *yos[3] = {&q->yo, &q->yo2, &q->yo3};
     qh_cu_i8_small_epi e = {.kp = kp, .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p,
-                            .m_dev = q->m < 0 ? q->mdev.p : NULL, .cap = cap, .t = (int)t, .nw = 3,
+                            .m_dev = q->m < 0 ? q->mdev.p : NULL, .cap = q->mp, .t = (int)t, .nw = 3,
                             .y_type = QH_CU_F16};
     for (int i = 0; !rc && i < 3; i++) {
         const int64_t n = w[i]->shape[0], np = l[i].rows_pad;
-        rc = qh_cu_q_ensure(be, accs[i], sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), 0);
-        if (!rc && cap > 0) rc = qh_cu_q_ensure(be, yos[i], sizeof(float) * (size_t)(t * n), 0);
-        if (!rc) rc = i8_product(be, q, w[i], q->xq.p, accs[i]->p, n, np, kp, t);
-        if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, w[i], n, kp, 0, q->mdev.p, cap);
-        if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, yos[i]->p, QH_F32, 0.0f);
+        float *extra;
+        rc = i8_small_product(be, q, w[i], t, n, np, kp, accs[i], yos[i], NULL, &extra);
         e.acc[i] = accs[i]->p, e.scb[i] = w[i]->quant.scale, e.w[i] = w[i]->data, e.y[i] = y[i]->data;
         e.f[i] = (const float *)((char *)w[i]->data + l[i].off_scale127);
-        e.extra[i] = cap > 0 ? yos[i]->p : NULL, e.n[i] = n, e.ldc[i] = np;
+        e.extra[i] = extra, e.n[i] = n, e.ldc[i] = np;
     }
     if (!rc) rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(qh_cu_be_stream(be), &e), "int8 epilogue");
     for (int i = 0; i < 3; i++) i8_written(q, y[i]->data, (size_t)(t * w[i]->shape[0]) * 2);
@@ -366,21 +380,12 @@ int qh_cu_quant_i8_qkv(qh_backend *be, const qh_tensor *x, const qh_tensor *cons
  * one kernel: both epilogues with the outlier sums beyond the capacity, and the SwiGLU. What
  * linear, linear and silu_mul give, bit for bit. */
 static int i8_swiglu_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *wg,
-                            const qh_tensor *wu, qh_tensor *gate, qh_tensor *up, int64_t t, int64_t k, int64_t n,
-                            int64_t kp, int64_t np, const qh_quant_dev_layout *l)
+                            const qh_tensor *wu, qh_tensor *gate, int64_t t, int64_t k, int64_t n, int64_t kp,
+                            int64_t np, const qh_quant_dev_layout *l)
 {
-    const int cap = q->mp;
-    const size_t accb = sizeof(int32_t) * (size_t)((t + 3) / 4 * 4 * np), yob = sizeof(float) * (size_t)(t * n);
-    int rc = qh_cu_q_ensure(be, &q->acc, accb, 0);
-    if (!rc) rc = qh_cu_q_ensure(be, &q->acc2, accb, 0);
-    if (!rc && cap > 0) rc = qh_cu_q_ensure(be, &q->yo, yob, 0);
-    if (!rc && cap > 0) rc = qh_cu_q_ensure(be, &q->yo2, yob, 0);
-    if (!rc) rc = i8_product(be, q, wg, q->xq.p, q->acc.p, n, np, kp, t);
-    if (!rc) rc = i8_product(be, q, wu, q->xq.p, q->acc2.p, n, np, kp, t);
-    if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, wg, n, kp, 0, q->mdev.p, cap);
-    if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, q->yo.p, QH_F32, 0.0f);
-    if (!rc && cap > 0) rc = i8_gather_w_cols(be, q, wu, n, kp, 0, q->mdev.p, cap);
-    if (!rc && cap > 0) rc = i8_outlier_product(be, q, 0, t, cap, n, q->yo2.p, QH_F32, 0.0f);
+    float *extra_g, *extra_u;
+    int rc = i8_small_product(be, q, wg, t, n, np, kp, &q->acc, &q->yo, NULL, &extra_g);
+    if (!rc) rc = i8_small_product(be, q, wu, t, n, np, kp, &q->acc2, &q->yo2, NULL, &extra_u);
     qh_cu_be_mark(be, QH_CUDA_OP_GEMM_GATE_UP);
     if (!rc) {
         qh_cu_i8_small_epi e = {.acc = {q->acc.p, q->acc2.p},
@@ -388,17 +393,16 @@ static int i8_swiglu_nosync(qh_backend *be, struct qh_cu_quant *q, const qh_tens
                                 .f = {(const float *)((char *)wg->data + l->off_scale127),
                                       (const float *)((char *)wu->data + l->off_scale127)},
                                 .w = {wg->data, wu->data},
-                                .extra = {cap > 0 ? q->yo.p : NULL, cap > 0 ? q->yo2.p : NULL},
+                                .extra = {extra_g, extra_u},
                                 .y = {gate->data},
                                 .n = {n, n},
                                 .ldc = {np, np},
                                 .kp = kp, .k = k, .sx = q->sx.p, .x = x->data, .idx = q->idx.p, .m_dev = q->mdev.p,
-                                .cap = cap, .t = (int)t, .nw = 2, .paired = 1, .y_type = QH_CU_F16};
+                                .cap = q->mp, .t = (int)t, .nw = 2, .paired = 1, .y_type = QH_CU_F16};
         rc = qh_cu_be_err((cudaError_t)qh_cu_i8_epilogue_small(qh_cu_be_stream(be), &e), "int8 SwiGLU");
     }
     qh_cu_be_mark(be, QH_CUDA_OP_SILU_MUL);
-    i8_written(q, gate->data, (size_t)(t * n) * 2);
-    (void)up; /* not written: the two products' sums stay in the int32 scratches */
+    i8_written(q, gate->data, (size_t)(t * n) * 2); /* up is not written: the sums stay in the scratches */
     return rc;
 }
 
@@ -435,7 +439,7 @@ int qh_cu_quant_swiglu(qh_backend *be, const qh_tensor *x, const qh_tensor *wg, 
     if (chunk < 4 || (uintptr_t)acc_u % 16) return 1;
     rc = i8_prepare(be, q, x, t, k, kp, wg->quant.threshold, QH_CUDA_OP_GEMM_GATE_UP);
     if (rc) return rc;
-    if (q->m < 0 && !q->small_unfused) return i8_swiglu_nosync(be, q, x, wg, wu, gate, up, t, k, n, kp, np, &l);
+    if (q->m < 0 && !q->small_unfused) return i8_swiglu_nosync(be, q, x, wg, wu, gate, t, k, n, kp, np, &l);
     if (q->m != 0) return 1; /* outlier columns (or a count on the device): the plain path adds them */
     const float *fu = (const float *)((char *)wu->data + l.off_scale127);
     if (i8_wgmma(be, q, t, n, 128) &&

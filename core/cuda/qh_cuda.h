@@ -94,11 +94,12 @@ enum { QH_CUDA_I8_WGMMA_AUTO, QH_CUDA_I8_WGMMA_ALWAYS, QH_CUDA_I8_WGMMA_OFF };
  * so far, from which those batches size their outlier product, are forgotten. */
 void qh_cuda_set_int8_outlier_sync(qh_backend *be, int on);
 void qh_cuda_set_int8_wgmma(qh_backend *be, int mode);
-/* int8 with outlier columns, those batches of at most 64 tokens: 1 (the default) quantizes each
- * input in one kernel and adds the outlier columns beyond the gathered product in the
- * epilogue's kernel (gate and up: with the SwiGLU); 0 runs the separate kernels (memset, flags,
- * compaction, codes, gather; the outlier kernel, the epilogue; gate and up apart, then silu_mul).
- * The same numbers either way; tests and benchmarks compare the two. */
+/* int8, batches of at most 64 tokens: 1 (the default) runs q, k and v's epilogues in one launch
+ * and, with outlier columns, quantizes each input in one kernel and adds the outlier columns
+ * beyond the gathered product in the epilogue's kernel (gate and up: with the SwiGLU); 0 runs
+ * the separate kernels (memset, flags, compaction, codes, gather; the outlier kernel and the
+ * epilogue per product; gate and up apart, then silu_mul). The same numbers either way; tests
+ * and benchmarks compare the two. */
 void qh_cuda_set_int8_small_fused(qh_backend *be, int on);
 /* int8: 0 makes linear_swiglu run the plain ops (gate and up to fp16, then silu_mul) instead of
  * the one kernel from both products' int32 sums (benchmarks compare the two). */
