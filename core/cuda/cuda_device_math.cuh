@@ -63,10 +63,22 @@ static inline cudaError_t qh_launch_pdl(void (*k)(KArgs...), dim3 grid, dim3 blo
     return qh_launch_pdl_cluster(k, grid, block, smem, s, 0u, args...);
 }
 
-/* Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit, waited for with at
- * most N groups still in flight. */
+/* Let kernel k take `bytes` of dynamic shared memory (beyond the 48 KB default): asked of the
+ * driver only when bytes grows past *opted, what was allowed so far (one device). */
+template <typename K>
+static inline cudaError_t qh_smem_opt_in(K k, size_t bytes, size_t *opted)
+{
+    if (bytes <= *opted) return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess) *opted = bytes;
+    return e;
+}
+
 /* A shared-memory address as the 32-bit operand PTX's shared-state instructions take. */
 __device__ __forceinline__ uint32_t qh_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit, waited for with at
+ * most N groups still in flight. */
 
 __device__ __forceinline__ void qh_cp_async16(void *smem_dst, const void *gmem_src)
 {
@@ -77,6 +89,17 @@ template <int N>
 __device__ __forceinline__ void qh_cp_async_wait()
 {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* The eight fp16 values of a 16-byte group, as floats. */
+__device__ __forceinline__ void qh_half8_to_float(uint4 u, float *v)
+{
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const float2 f = __half22float2(h[j]);
+        v[2 * j] = f.x, v[2 * j + 1] = f.y;
+    }
 }
 
 /* v rounded to fp16 and back: the value an fp16 activation holds. */
@@ -100,6 +123,9 @@ __device__ __forceinline__ float qh_i8_dequant(int32_t acc, float sx, float scb)
 
 /* LLM.int8()'s per-token activation quantization, from the absmax of the row's regular columns:
  * the scale kept for the epilogue, the factor to codes, and one code (NaN -> 0). */
+/* An outlier column's weight as the fp16 outlier product multiplies it: fp16(w * SCB / 127). */
+__device__ __forceinline__ __half qh_i8_outlier_w(int8_t w, float f) { return __float2half_rn(__fmul_rn((float)w, f)); }
+
 __device__ __forceinline__ float qh_i8_row_scale(float amax) { return __fdiv_rn(amax, 127.0f); }
 __device__ __forceinline__ float qh_i8_row_inv(float amax) { return amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f; }
 __device__ __forceinline__ unsigned qh_i8_code(float v, float inv)
@@ -107,6 +133,31 @@ __device__ __forceinline__ unsigned qh_i8_code(float v, float inv)
     float f = rintf(__fmul_rn(v, inv));
     f = f > 127.f ? 127.f : f < -127.f ? -127.f : (f == f ? f : 0.f);
     return (unsigned)(int)f & 0xffu;
+}
+
+/* Eight codes packed in order (bytes of x then y), 0 where skip has bit j set. */
+__device__ __forceinline__ uint2 qh_i8_codes8(const float *v, unsigned skip, float inv)
+{
+    uint2 packed = make_uint2(0, 0);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const unsigned byte = skip >> j & 1u ? 0u : qh_i8_code(v[j], inv);
+        if (j < 4) packed.x |= byte << (8 * j);
+        else packed.y |= byte << (8 * (j - 4));
+    }
+    return packed;
+}
+
+/* Inclusive prefix sum over a warp's lanes (all 32 take part). */
+__device__ __forceinline__ int qh_warp_incl_scan(int v)
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int u = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += u;
+    }
+    return v;
 }
 
 __device__ __forceinline__ float qh_warp_max(float v)

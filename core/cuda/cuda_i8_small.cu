@@ -40,16 +40,6 @@ constexpr int ES_COLS = 32, ES_THREADS = 256, ES_ROWS = ES_THREADS / ES_COLS, ES
  * slice [t][gp] (groups of 8 fp16), the outlier list [8 gp] shorts, then a flag bit per column. */
 size_t qs_smem(int t, int gp) { return (size_t)t * gp * 16 + (size_t)gp * 16 + (size_t)(gp * 8 + 31) / 32 * 4; }
 
-__device__ __forceinline__ void unpack8(uint4 u, float *v)
-{
-    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 f = __half22float2(h[j]);
-        v[2 * j] = f.x, v[2 * j + 1] = f.y;
-    }
-}
-
 /* the flag bits of column group gi (8 columns: a byte of the bit array) */
 __device__ __forceinline__ unsigned group_flags(const uint32_t *fw, int gi)
 {
@@ -98,7 +88,7 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
             if (i >= total) break;
             if (r >= ra && r < rb) tile[(r - ra) * gp + gi] = u[l];
             float v[8];
-            unpack8(u[l], v);
+            qh_half8_to_float(u[l], v);
             unsigned hit = 0;
 #pragma unroll
             for (int j = 0; j < 8; j++) hit |= (fabsf(v[j]) >= thr ? 1u : 0u) << j;
@@ -111,13 +101,7 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
         int base = 0;
         for (int w0 = 0; w0 < nwords; w0 += 32) {
             unsigned bits = w0 + lane < nwords ? fw[w0 + lane] : 0u;
-            const int c = __popc(bits);
-            int incl = c;
-#pragma unroll
-            for (int s = 1; s < 32; s <<= 1) {
-                const int u = __shfl_up_sync(0xffffffffu, incl, s);
-                if (lane >= s) incl += u;
-            }
+            const int c = __popc(bits), incl = qh_warp_incl_scan(c);
             for (int pos = base + incl - c; bits; bits &= bits - 1)
                 lidx[pos++] = (unsigned short)((w0 + lane) * 32 + __ffs(bits) - 1);
             base += __shfl_sync(0xffffffffu, incl, 31);
@@ -129,7 +113,7 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
             float amax = 0.f;
             for (int gi = lane; gi < ng; gi += 32) {
                 float v[8];
-                unpack8(tile[lr * gp + gi], v);
+                qh_half8_to_float(tile[lr * gp + gi], v);
                 const unsigned fb = group_flags(fw, gi);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
@@ -137,11 +121,7 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
                     if (a > amax) amax = a;
                 }
             }
-#pragma unroll
-            for (int s = 16; s > 0; s >>= 1) {
-                const float other = __shfl_xor_sync(0xffffffffu, amax, s);
-                if (other > amax) amax = other;
-            }
+            amax = qh_warp_max(amax); /* amax is never NaN here */
             if (lane == 0) rmax[lr] = amax;
         }
     }
@@ -150,13 +130,7 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
     /* every block: its offset among the outlier columns, the count, each token's absmax (one
      * round of remote reads: maxima of non-negative floats compare as their bits do) */
     if (warp == 0) {
-        const int c = lane < nb ? *cluster.map_shared_rank(&cnt, lane) : 0;
-        int incl = c;
-#pragma unroll
-        for (int s = 1; s < 32; s <<= 1) {
-            const int u = __shfl_up_sync(0xffffffffu, incl, s);
-            if (lane >= s) incl += u;
-        }
+        const int c = lane < nb ? *cluster.map_shared_rank(&cnt, lane) : 0, incl = qh_warp_incl_scan(c);
         if (lane == b) off_s = incl - c;
         if (lane == 31) m_s = incl;
     }
@@ -186,16 +160,9 @@ __global__ void __launch_bounds__(QS_THREADS) i8_quant_small_kernel(const __half
         const int lr = i / ng, gi = i - lr * ng;
         const float inv = rinv[lr];
         float v[8];
-        unpack8(tile[lr * gp + gi], v);
-        const unsigned fb = group_flags(fw, gi);
-        uint2 packed = make_uint2(0, 0);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const unsigned byte = fb >> j & 1u ? 0u : qh_i8_code(v[j], inv);
-            if (j < 4) packed.x |= byte << (8 * j);
-            else packed.y |= byte << (8 * (j - 4));
-        }
-        *reinterpret_cast<uint2 *>(o.xq + (int64_t)(ra + lr) * kp + (int64_t)(g0 + gi) * 8) = packed;
+        qh_half8_to_float(tile[lr * gp + gi], v);
+        *reinterpret_cast<uint2 *>(o.xq + (int64_t)(ra + lr) * kp + (int64_t)(g0 + gi) * 8) =
+            qh_i8_codes8(v, group_flags(fw, gi), inv);
     }
     if (b == nb - 1) /* padding columns */
         for (int i = tid; i < nr * (int)(kp - k); i += QS_THREADS) {
@@ -278,7 +245,7 @@ __global__ void __launch_bounds__(ES_THREADS) i8_epilogue_small_kernel(const __g
                 const int cc = i >> 5, j = i & 31;
                 const int64_t c2 = c0 + cc;
                 ws[w][cc][j] = c2 < n && j < nj
-                                   ? qh_round_h(__fmul_rn((float)a.w[sel + w][c2 * a.kp + ids[j]], a.f[sel + w][c2]))
+                                   ? __half2float(qh_i8_outlier_w(a.w[sel + w][c2 * a.kp + ids[j]], a.f[sel + w][c2]))
                                    : 0.f;
             }
         __syncthreads();
@@ -385,12 +352,9 @@ int qh_cu_i8_quant_small(cudaStream_t s, const void *x, int64_t t, int64_t k, in
     const int nb = qh_cu_i8_quant_small_applies(9, x, t, k, kp, thr, o) ? qs_plan(t, k, &gp, &rg) : 0;
     if (!nb) return (int)cudaErrorInvalidValue;
     const size_t smem = qs_smem((int)((t + rg - 1) / rg), gp);
-    static size_t opted; /* dynamic shared memory allowed so far (one device) */
-    if (smem > 48 * 1024 && opted < smem) {
-        cudaError_t e = cudaFuncSetAttribute(i8_quant_small_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return (int)e;
-        opted = smem;
-    }
+    static size_t opted = 48 * 1024;
+    const cudaError_t e = qh_smem_opt_in(i8_quant_small_kernel, smem, &opted);
+    if (e != cudaSuccess) return (int)e;
     return (int)qh_launch_pdl_cluster(i8_quant_small_kernel, dim3((unsigned)rg, (unsigned)nb), dim3(QS_THREADS), smem, s,
                                       (unsigned)nb, static_cast<const __half *>(x), (int)t, k, kp, thr, gp, *o);
 }

@@ -283,13 +283,9 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
 template <int NT, int MT>
 cudaError_t launch(cudaStream_t s, const small_args &a, const qh_cu_nf4_small_job *j)
 {
-    static size_t opted; /* dynamic shared memory allowed so far (one device) */
-    if (opted < j->smem) {
-        cudaError_t e = cudaFuncSetAttribute(nf4_small_kernel<NT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)j->smem);
-        if (e != cudaSuccess) return e;
-        opted = j->smem;
-    }
+    static size_t opted; /* per kernel instance */
+    const cudaError_t e = qh_smem_opt_in(nf4_small_kernel<NT, MT>, j->smem, &opted);
+    if (e != cudaSuccess) return e;
     return qh_launch_pdl_cluster(nf4_small_kernel<NT, MT>, dim3((unsigned)j->tiles, (unsigned)j->splits), dim3(THREADS),
                                  j->smem, s, (unsigned)j->splits, a);
 }

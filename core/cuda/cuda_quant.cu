@@ -35,13 +35,7 @@ template <int V>
 __device__ __forceinline__ void load_h(const __half *p, float *v)
 {
     if (V == 8) {
-        uint4 u = *reinterpret_cast<const uint4 *>(p);
-        const __half2 *h = reinterpret_cast<const __half2 *>(&u);
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 f = __half22float2(h[j]);
-            v[2 * j] = f.x, v[2 * j + 1] = f.y;
-        }
+        qh_half8_to_float(*reinterpret_cast<const uint4 *>(p), v);
     } else {
         v[0] = __half2float(*p);
     }
@@ -80,14 +74,7 @@ __global__ void i8_compact_kernel(const unsigned char *flags, int64_t k, int32_t
         int pre = __popc(b & ((1u << lane) - 1));
         if (lane == 0) sums[wid] = __popc(b);
         __syncthreads();
-        if (wid == 0) { /* inclusive scan of the 32 warp counts */
-            int v = sums[lane];
-            for (int o = 1; o < 32; o <<= 1) {
-                int u = __shfl_up_sync(0xffffffffu, v, o);
-                if (lane >= o) v += u;
-            }
-            sums[lane] = v;
-        }
+        if (wid == 0) sums[lane] = qh_warp_incl_scan(sums[lane]); /* of the 32 warp counts */
         __syncthreads();
         if (f) idx[base + (wid ? sums[wid - 1] : 0) + pre] = (int32_t)c;
         __syncthreads();
@@ -128,15 +115,12 @@ __global__ void i8_rowquant_kernel(const __half *x, int64_t k, int64_t kp, const
     for (int64_t c = (int64_t)threadIdx.x * V; c < kp; c += (int64_t)blockDim.x * V) {
         float v[V];
         if (c < k) load_h<V>(xr + c, v);
-        uint2 packed = make_uint2(0, 0);
+        unsigned skip = c < k ? 0u : 0xffu; /* padding columns and outlier columns get code 0 */
 #pragma unroll
-        for (int j = 0; j < V; j++) {
-            unsigned byte = c < k && !(flags && flags[c + j]) ? qh_i8_code(v[j], inv) : 0u;
-            if (j < 4) packed.x |= byte << (8 * j);
-            else packed.y |= byte << (8 * (j - 4));
-        }
-        if (V == 8) *reinterpret_cast<uint2 *>(qr + c) = packed;
-        else qr[c] = (int8_t)(packed.x & 0xffu);
+        for (int j = 0; j < V; j++)
+            if (c < k && flags && flags[c + j]) skip |= 1u << j;
+        if (V == 8) *reinterpret_cast<uint2 *>(qr + c) = qh_i8_codes8(v, skip, inv);
+        else qr[c] = (int8_t)(skip & 1u ? 0u : qh_i8_code(v[0], inv));
     }
 }
 
@@ -161,8 +145,7 @@ __global__ void i8_gather_w_kernel(const int8_t *w, int64_t rows, int64_t kp, co
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / mp;
         int j = (int)(i - r * mp);
-        float v = j < m ? __fmul_rn((float)w[r * kp + idx[j]], qh_i8_row_factor(scb[r])) : 0.f;
-        wo[i] = __float2half_rn(v);
+        wo[i] = j < m ? qh_i8_outlier_w(w[r * kp + idx[j]], qh_i8_row_factor(scb[r])) : __float2half_rn(0.f);
     }
 }
 
@@ -261,7 +244,7 @@ __global__ void __launch_bounds__(256) i8_outlier_small_kernel(const __half *x, 
         for (int i = tid; i < 64 * 32; i += 256) {
             const int cc = i >> 5, j = i & 31;
             const int64_t c = c0 + cc;
-            ws[cc][j] = c < n && j < nj ? qh_round_h(__fmul_rn((float)w[c * kp + ids[j]], f[c])) : 0.f;
+            ws[cc][j] = c < n && j < nj ? __half2float(qh_i8_outlier_w(w[c * kp + ids[j]], f[c])) : 0.f;
         }
         __syncthreads();
 #pragma unroll 8
