@@ -287,7 +287,7 @@ static int layer_op(qh_backend *be, const qh_llama_layer *L, int op, qh_tensor *
 
 /* Device time per call of layer 0's products at t tokens (200 back-to-back calls after 5), and
  * GB/s of weights read. With plans (nf4), once per small-batch kernel plan: the default, then
- * rows 256 / 128 with clusters of 1, 2, 4, 8 splits (where one does not fit, the plain ops run,
+ * rows 128 / 256 with clusters of 2, 3, 4, 6, 8 splits (where one does not fit, the plain ops run,
  * marked "-"). */
 static int linear_bench(qh_backend *be, qh_llama_model *m, int t, const char *vname, int plans)
 {
@@ -304,10 +304,10 @@ static int linear_bench(qh_backend *be, qh_llama_model *m, int t, const char *vn
     if (!rc) rc = qh_cuda_fill(be, &b[LB_X], 7, 0, 1);
     if (!rc) rc = qh_cuda_fill(be, &b[LB_XF], 8, 0, 1);
     if (!rc) rc = qh_cuda_fill(be, &b[LB_RES], 9, 0, 1);
-    const int n_plans = plans ? 7 : 1;
+    const int n_plans = plans ? 11 : 1;
     for (int pl = 0; !rc && pl < n_plans; pl++) {
-        static const int sp[7] = {0, 2, 3, 4, 5, 6, 8};
-        const int rows = pl == 0 ? 0 : 128, splits = sp[pl];
+        static const int sp[5] = {2, 3, 4, 6, 8};
+        const int rows = pl == 0 ? 0 : pl <= 5 ? 128 : 256, splits = pl == 0 ? 0 : sp[(pl - 1) % 5];
         if (plans) qh_cuda_set_nf4_small_plan(be, rows, splits);
         char line[320];
         int len = pl ? snprintf(line, sizeof line, "#   %s at %d tokens, rows %d splits %d", vname, t, rows, splits)

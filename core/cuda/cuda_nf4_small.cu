@@ -64,10 +64,13 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, uint2 b)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
 }
 
-/* two fp16 levels (code byte's high nibble in the low half: the first column) times the absmax */
-__device__ __forceinline__ unsigned level_pair(const uint32_t *lut, unsigned byte, int lane, __half2 scale)
+/* Two fp16 levels of code byte b of w (the byte's high nibble in the low half: the first column)
+ * times the absmax. lane_addr: the shared-window address of this lane's word of byte 0 in the
+ * table; byte e's word is 128 bytes further per e, so a look-up costs one PRMT and one LEA. */
+__device__ __forceinline__ unsigned level_pair(uint32_t lane_addr, unsigned w, int b, __half2 scale)
 {
-    uint32_t l = lut[(byte << 5) + lane];
+    uint32_t l;
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(l) : "r"(lane_addr + (__byte_perm(w, 0, 0x4440 | b) << 7)));
     __half2 h = __hmul2(*reinterpret_cast<const __half2 *>(&l), scale);
     return *reinterpret_cast<unsigned *>(&h);
 }
@@ -88,6 +91,7 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     __shared__ float lv[16];
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+    const uint32_t lut_lane = qh_smem_u32(lut) + 4 * lane;
     const int64_t k = a.k, kb = (int64_t)blockIdx.y * a.kr;
     const int klen = (int)(k - kb < a.kr ? k - kb : a.kr), steps = klen / KSTEP;
     /* the block's weight (a pair: gate in the first half of the rows, up in the second) and
@@ -124,13 +128,15 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                                        ? __ldcs(reinterpret_cast<const uint2 *>(cp[j][h] + (s0 + u) * 32))
                                        : make_uint2(0, 0);
     };
-    auto stage = [&](int c, int buf) { /* x[:t, chunk c of the split] -> buffer buf, 16 bytes a copy */
-        __half *dst = xbuf + buf * NT * 8 * XLD;
+    /* x staging: warp w copies token rows w, w + 8, ..., lane l the 16 bytes at 8l of the chunk */
+    const __half *xsrc = a.x + (int64_t)warp * k + kb + 8 * lane;
+    __half *xdst = xbuf + warp * XLD + 8 * lane;
+    auto stage = [&](int c, int buf) { /* x[:t, chunk c of the split] -> buffer buf */
         const int c0 = c * CHUNK * KSTEP, cl = klen - c0 < CHUNK * KSTEP ? klen - c0 : CHUNK * KSTEP;
-        const int per_row = cl / 8;
-        for (int i = tid; i < a.t * per_row; i += THREADS) {
-            const int r = per_row == 32 ? i >> 5 : i / per_row, p = i - r * per_row;
-            qh_cp_async16(dst + r * XLD + p * 8, a.x + (int64_t)r * k + kb + c0 + p * 8);
+        if (8 * lane < cl) {
+#pragma unroll
+            for (int u = 0; u < NT; u++)
+                if (warp + 8 * u < a.t) qh_cp_async16(xdst + buf * NT * 8 * XLD + 8 * u * XLD, xsrc + (int64_t)8 * u * k + c0);
         }
         qh_cp_async_commit();
     };
@@ -211,16 +217,15 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                     bq[nt] = *reinterpret_cast<const uint4 *>(xs + (nt * 8 + g) * XLD + 8 * sp);
 #pragma unroll
                 for (int half = 0; half < 2; half++) {
-                    const int sh = half * 16;
                     unsigned A[MT][4];
 #pragma unroll
                     for (int j = 0; j < MT; j++) {
                         const unsigned lw = sp == 0 ? cur[u][j][0].x : cur[u][j][0].y;
                         const unsigned hw = sp == 0 ? cur[u][j][1].x : cur[u][j][1].y;
-                        A[j][0] = level_pair(lut, (lw >> sh) & 0xff, lane, sc[j][0]);
-                        A[j][1] = level_pair(lut, (hw >> sh) & 0xff, lane, sc[j][1]);
-                        A[j][2] = level_pair(lut, (lw >> (sh + 8)) & 0xff, lane, sc[j][0]);
-                        A[j][3] = level_pair(lut, (hw >> (sh + 8)) & 0xff, lane, sc[j][1]);
+                        A[j][0] = level_pair(lut_lane, lw, 2 * half, sc[j][0]);
+                        A[j][1] = level_pair(lut_lane, hw, 2 * half, sc[j][1]);
+                        A[j][2] = level_pair(lut_lane, lw, 2 * half + 1, sc[j][0]);
+                        A[j][3] = level_pair(lut_lane, hw, 2 * half + 1, sc[j][1]);
                     }
 #pragma unroll
                     for (int nt = 0; nt < NT; nt++) {
