@@ -42,7 +42,7 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l)
 
 static size_t nf4_small_smem(int token_tiles, int rows)
 {
-    size_t x = 2 * (size_t)token_tiles * 8 * QH_NF4_SMALL_XLD * 2;
+    size_t x = 2 * (size_t)token_tiles * 8 * (size_t)qh_nf4_small_xld(token_tiles) * 2;
     size_t main = QH_NF4_SMALL_LUT_BYTES + x + (size_t)rows * QH_NF4_SMALL_AMAX_LD * 4;
     /* after the main loop the table and x buffers hold the block's partial sums, fp32
      * [tokens][rows + 4]; they always fit there */
@@ -59,7 +59,8 @@ int qh_nf4_small_plan_of(int64_t t, const int64_t *n, int nw, int paired, int64_
         return 0;
     for (int i = 0; i < nw; i++)
         if (n[i] < 1 || n[i] > ((int64_t)1 << 31) / (k / QH_NF4_SMALL_KSTEP) || (paired && n[i] != n[0])) return 0;
-    if ((rows && rows != 128 && rows != 256) || (splits && splits > QH_NF4_SMALL_MAX_SPLITS))
+    if ((rows && rows != 128 && rows != 256) || (splits && splits > QH_NF4_SMALL_MAX_SPLITS) ||
+        (rows == 256 && t > 32)) /* beyond 32 tokens the accumulators leave no room for 32 rows a warp */
         return 0;
 
     /* Measured on an H100 at 30 tokens (bench/NOTES.md, session 5): 128 rows per block beat 256

@@ -38,23 +38,31 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
  * the codes read straight into registers) over kr input columns; the `splits` blocks that share
  * a row tile form one thread-block cluster and add their partial sums through distributed shared
  * memory, in split order (no atomics, no second kernel). The input goes through shared memory in
- * chunks of QH_NF4_SMALL_CHUNK steps of 64 columns, two buffers. Shared memory per block: the
- * code byte -> two fp16 levels table (one copy per lane: bank-conflict free), the x buffers
- * ([token_tiles * 8][QH_NF4_SMALL_XLD] fp16 each), the absmax of each row and step of the block
- * ([rows][QH_NF4_SMALL_AMAX_LD] half2). Two blocks fit on an H100 multiprocessor (83 KB each at
- * 32 tokens, 125 registers a thread). */
-#define QH_NF4_SMALL_MAX_TOKENS 32
+ * chunks of QH_NF4_SMALL_CHUNK steps of 64 columns (half that beyond 32 tokens), two buffers.
+ * Shared memory per block: the code byte -> two fp16 levels table (one copy per lane:
+ * bank-conflict free), the x buffers ([token_tiles * 8][qh_nf4_small_xld(token_tiles)] fp16
+ * each), the absmax of each row and step of the block ([rows][QH_NF4_SMALL_AMAX_LD] half2). Two
+ * blocks fit on an H100 multiprocessor (83-84 KB each at 32 or 64 tokens, up to 128 registers a
+ * thread). Beyond 32 tokens only 128 rows per block, each thread has 4 steps of codes in flight
+ * instead of 8 (the accumulators take the registers). */
+#define QH_NF4_SMALL_MAX_TOKENS 64
 #define QH_NF4_SMALL_MAX_WEIGHTS 3
 #define QH_NF4_SMALL_KSTEP 64
-#define QH_NF4_SMALL_CHUNK 4      /* steps per staged x chunk */
-#define QH_NF4_SMALL_XLD 264      /* halves per staged x row: 256 + 8 (16-byte rows, bank-conflict free fragments) */
+#define QH_NF4_SMALL_CHUNK 4      /* steps per staged x chunk up to 32 tokens */
+#define QH_NF4_SMALL_XLD 264      /* halves per staged x row then: 256 + 8 (16-byte rows, bank-conflict free fragments) */
 #define QH_NF4_SMALL_MAX_STEPS 32 /* steps per block (the absmax tile's width) */
 #define QH_NF4_SMALL_AMAX_LD 33   /* half2 per absmax tile row (bank-conflict free) */
 #define QH_NF4_SMALL_MAX_SPLITS 8 /* the portable cluster size */
 #define QH_NF4_SMALL_LUT_BYTES 32768 /* 256 code bytes x 32 lanes x (two fp16 levels) */
 
+/* Steps per staged x chunk and halves per staged x row for token_tiles n-tiles: beyond 32 tokens
+ * half the chunk, so that two blocks still fit on a multiprocessor (the row stride stays 16
+ * bytes past a multiple of 128: bank-conflict free fragments). */
+static inline int qh_nf4_small_chunk(int token_tiles) { return token_tiles <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2; }
+static inline int qh_nf4_small_xld(int token_tiles) { return qh_nf4_small_chunk(token_tiles) * QH_NF4_SMALL_KSTEP + 8; }
+
 typedef struct {
-    int token_tiles; /* ceil(tokens / 8): mma n-tiles */
+    int token_tiles; /* ceil(tokens / 8): mma n-tiles, 1 to 8 */
     int rows;        /* weight rows per block: 128 (default) or 256 (a pair: half gate, half up) */
     int splits;      /* blocks along the input columns, 1 to 8: one cluster */
     int kr;          /* input columns per split, a multiple of 64 (the last split may be shorter) */

@@ -142,7 +142,7 @@ static void test_small_plan(void **state)
                         if (fill > steps) fill = steps;
                         assert_true(p.splits <= fill);
                         assert_true(2 * p.splits > fill);
-                        size_t x = 2 * (size_t)p.token_tiles * 8 * QH_NF4_SMALL_XLD * 2;
+                        size_t x = 2 * (size_t)p.token_tiles * 8 * (size_t)qh_nf4_small_xld(p.token_tiles) * 2;
                         assert_int_equal(p.smem, QH_NF4_SMALL_LUT_BYTES + x + (size_t)p.rows * QH_NF4_SMALL_AMAX_LD * 4);
                         /* two blocks per multiprocessor (228 KiB, 1 KiB reserved per block), and the
                          * partial sums [tokens][rows + 4] fp32 fit over the table and x buffers */
@@ -172,6 +172,16 @@ static void test_small_plan(void **state)
     assert_int_equal(p.kr, 22 * 64);
     assert_int_equal(p.tiles, 16);
     assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 256, 1, &p), 0); /* 64 steps in one block */
+    assert_int_equal(qh_nf4_small_plan_of(33, h, 1, 0, 4096, 64, 132, 256, 0, &p), 0); /* 256 rows: up to 32 tokens */
+    assert_int_equal(qh_nf4_small_plan_of(64, h, 1, 0, 4096, 64, 132, 0, 0, &p), 1);
+    assert_int_equal(p.token_tiles, 8), assert_int_equal(p.rows, 128);
+    assert_int_equal(qh_nf4_small_plan_of(65, h, 1, 0, 4096, 64, 132, 0, 0, &p), 0); /* beyond the kernel */
+    /* the staged x rows: 16 bytes past a multiple of 128 (bank-conflict free fragments), chunk
+     * steps dividing the 4 or 8 steps of codes in flight */
+    for (int tt = 1; tt <= 8; tt++) {
+        assert_int_equal(qh_nf4_small_xld(tt) * 2 % 128, 16);
+        assert_int_equal((tt <= 4 ? 8 : 4) % qh_nf4_small_chunk(tt), 0);
+    }
     assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 64, 0, &p), 0);
     assert_int_equal(qh_nf4_small_plan_of(30, h, 1, 0, 4096, 64, 132, 0, 9, &p), 0);
     /* fewer splits than asked when the steps run out: 3 steps in splits of 1 */
@@ -182,7 +192,7 @@ static void test_small_plan(void **state)
      * blocks of 32 steps, unequal pairs, more than three weights */
     const int64_t n64[3] = {64, 64, 64}, odd[2] = {64, 65}, zero[1] = {0};
     assert_int_equal(qh_nf4_small_plan_of(0, n64, 1, 0, 64, 64, 132, 0, 0, &p), 0);
-    assert_int_equal(qh_nf4_small_plan_of(33, n64, 1, 0, 64, 64, 132, 0, 0, &p), 0);
+    assert_int_equal(qh_nf4_small_plan_of(65, n64, 1, 0, 64, 64, 132, 0, 0, &p), 0);
     assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 96, 64, 132, 0, 0, &p), 0);
     assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 128, 32, 132, 0, 0, &p), 0);
     assert_int_equal(qh_nf4_small_plan_of(8, n64, 1, 0, 32, 64, 132, 0, 0, &p), 0);

@@ -1,9 +1,10 @@
-/* nf4 products for small token counts (batch-1 latency: one tweet is ~30 tokens). Up to 32
- * tokens a product's cost is reading the 4-bit codes (3.6 GB for a 7B model) and the fixed cost
- * of each launch, so the codes are read once, straight into registers, and multiplied on tensor
- * cores (mma.sync m16n8k16) without an fp16 copy of the weight; one launch serves q, k and v,
- * one gate and up. Plan and shared-memory layout: ../quant_gpu_plan.h; measurements:
- * bench/NOTES.md (session 5).
+/* nf4 products for small token counts (batch-1 latency: one tweet is ~30 tokens, the longest
+ * ~90). Up to 64 tokens a product's cost is reading the 4-bit codes (3.6 GB for a 7B model), the
+ * table look-ups that dequantize them and the fixed cost of each launch, so the codes are read
+ * once, straight into registers, and multiplied on tensor cores (mma.sync m16n8k16) without an
+ * fp16 copy of the weight (which costs more than the product at these sizes); one launch serves
+ * q, k and v, one gate and up. Plan and shared-memory layout: ../quant_gpu_plan.h; measurements:
+ * bench/NOTES.md (sessions 5 and 8).
  *
  * A thread block of 8 warps covers `rows` weight rows (16 or 32 per warp) over the columns of
  * its split. Each thread turns its code bytes into A fragments with one table look-up per byte
@@ -11,7 +12,8 @@
  * the large-batch path: fp16(level * absmax)). A thread's fragment columns are a permutation of
  * 16 consecutive input columns (its 8 code bytes per 64-column step), and the x fragments it
  * reads from shared memory follow the same permutation, so the sum over the columns is
- * unchanged. x goes through shared memory in chunks of 256 columns, two buffers (cp.async).
+ * unchanged. x goes through shared memory in chunks of 256 columns (128 beyond 32 tokens), two
+ * buffers (cp.async).
  *
  * The splits of a row tile are one thread-block cluster: after the main loop each block leaves
  * its partial sums in its shared memory, and each block of the cluster adds up a share of the
@@ -35,8 +37,8 @@ namespace cg = cooperative_groups;
 
 namespace {
 
-constexpr int WARPS = 8, THREADS = 32 * WARPS, KSTEP = QH_NF4_SMALL_KSTEP, CHUNK = QH_NF4_SMALL_CHUNK;
-constexpr int XLD = QH_NF4_SMALL_XLD, AMAX_LD = QH_NF4_SMALL_AMAX_LD, LUT_WORDS = QH_NF4_SMALL_LUT_BYTES / 4;
+constexpr int WARPS = 8, THREADS = 32 * WARPS, KSTEP = QH_NF4_SMALL_KSTEP;
+constexpr int AMAX_LD = QH_NF4_SMALL_AMAX_LD, LUT_WORDS = QH_NF4_SMALL_LUT_BYTES / 4;
 constexpr int MAXW = QH_NF4_SMALL_MAX_WEIGHTS, MAXS = QH_NF4_SMALL_MAX_SPLITS;
 
 struct small_args {
@@ -81,7 +83,13 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int R = WARPS * 16 * MT; /* rows per block: 128 or 256 */
     static_assert(R == 128 || R == 256, "rows per block");
-    constexpr int G = 8 / MT;          /* steps of codes each thread has in flight (4 measured slower) */
+    /* steps of codes each thread has in flight (at 32 tokens 4 measured slower; beyond 32 tokens
+     * the accumulators need the registers) */
+    constexpr int G = NT > 4 ? 4 : 8 / MT;
+    static_assert(NT <= 4 || MT == 1, "beyond 32 tokens 16 rows a warp");
+    /* steps per x chunk and halves per staged x row (qh_nf4_small_chunk / _xld) */
+    constexpr int CHUNK = NT <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2, XLD = CHUNK * KSTEP + 8;
+    static_assert(G % CHUNK == 0, "chunk starts at fixed steps of a group");
     constexpr int RLD = R + 4;         /* partial sums [token][RLD] (bank-conflict free) */
     extern __shared__ __align__(16) unsigned char smem[];
     uint32_t *lut = reinterpret_cast<uint32_t *>(smem);
@@ -301,7 +309,7 @@ extern "C" int qh_cu_nf4_small(cudaStream_t s, const qh_cu_nf4_small_job *j)
 {
     if (j->t <= 0) return (int)cudaGetLastError();
     if (j->nw < 1 || j->nw > MAXW || j->splits < 1 || j->splits > MAXS || j->t > 8 * j->token_tiles ||
-        j->token_tiles < 1 || j->token_tiles > 4 || (j->rows != 128 && j->rows != 256) || j->tiles < 1 ||
+        j->token_tiles < 1 || j->token_tiles > 8 || (j->rows != 128 && j->rows != 256) || j->tiles < 1 ||
         j->tiles > 0x7fffffff)
         return (int)cudaErrorInvalidValue;
     small_args a = {};
@@ -328,7 +336,12 @@ extern "C" int qh_cu_nf4_small(cudaStream_t s, const qh_cu_nf4_small_job *j)
     case 6: e = launch<3, 1>(s, a, j); break;
     case 7: e = launch<3, 2>(s, a, j); break;
     case 8: e = launch<4, 1>(s, a, j); break;
-    default: e = launch<4, 2>(s, a, j); break;
+    case 9: e = launch<4, 2>(s, a, j); break;
+    case 10: e = launch<5, 1>(s, a, j); break;
+    case 12: e = launch<6, 1>(s, a, j); break;
+    case 14: e = launch<7, 1>(s, a, j); break;
+    case 16: e = launch<8, 1>(s, a, j); break;
+    default: return (int)cudaErrorInvalidValue; /* more than 32 tokens with 256 rows */
     }
     return (int)e;
 }

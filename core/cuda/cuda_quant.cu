@@ -10,7 +10,7 @@
  * the same fp32 input gives the same codes.
  *
  * nf4: large batches dequantize the weight to fp16(level * absmax) (nf4_dequant) for
- * cuBLASLt; up to 32 tokens the product reads the 4-bit codes once (cuda_nf4_small.cu). */
+ * cuBLASLt; up to 64 tokens the product reads the 4-bit codes once (cuda_nf4_small.cu). */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 

@@ -1,5 +1,5 @@
 /* nf4 products on the CUDA backend, host side (kernels in cuda_quant.cu and
- * cuda_nf4_small.cu): up to 32 tokens the small-batch kernel (codes read once, tensor cores;
+ * cuda_nf4_small.cu): up to 64 tokens the small-batch kernel (codes read once, tensor cores;
  * q/k/v in one launch, gate/up with the SwiGLU); beyond, the weight is dequantized into one of two
  * reused fp16 buffers (in parts of at most part_bytes) and cuBLASLt multiplies, while the weight
  * expected next is dequantized into the other on a second stream (nf4_prefetch). */
