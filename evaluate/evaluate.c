@@ -40,7 +40,7 @@ static void usage(FILE *fp)
             "  --head FILE            head file (default: OUT/head.h5)\n"
             "  --backend NAME         cpu, cuda or auto (default auto)\n"
             "  --batch-tokens N       tokens per forward micro-batch (default: 12288 on a GPU, 10240 for nf4, 4096 on a CPU)\n"
-            "  --latency N            also time N single tweets at batch 1 (p50/p95)\n"
+            "  --latency N            also time N single tweets at batch 1 (p50/p95; each length warmed up once)\n"
             "  --carbon-intensity G   grid intensity in g CO2-eq/kWh (default 475, the world average\n"
             "                         CodeCarbon falls back to)\n"
             "  --help                 this text\n");
