@@ -68,7 +68,8 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, uint2 b)
 
 /* Two fp16 levels of code byte b of w (the byte's high nibble in the low half: the first column)
  * times the absmax. lane_addr: the shared-window address of this lane's word of byte 0 in the
- * table; byte e's word is 128 bytes further per e, so a look-up costs one PRMT and one LEA. */
+ * table; byte e's word is 128 bytes further per e, so a look-up costs one PRMT and one LEA.
+ * (The load is volatile so that it stays after the barrier that publishes the table.) */
 __device__ __forceinline__ unsigned level_pair(uint32_t lane_addr, unsigned w, int b, __half2 scale)
 {
     uint32_t l;
