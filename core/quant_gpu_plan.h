@@ -49,15 +49,15 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
 #define QH_NF4_SMALL_MAX_WEIGHTS 3
 #define QH_NF4_SMALL_KSTEP 64
 #define QH_NF4_SMALL_CHUNK 4      /* steps per staged x chunk up to 32 tokens */
-#define QH_NF4_SMALL_XLD 264      /* halves per staged x row then: 256 + 8 (16-byte rows, bank-conflict free fragments) */
 #define QH_NF4_SMALL_MAX_STEPS 32 /* steps per block (the absmax tile's width) */
 #define QH_NF4_SMALL_AMAX_LD 33   /* half2 per absmax tile row (bank-conflict free) */
 #define QH_NF4_SMALL_MAX_SPLITS 8 /* the portable cluster size */
 #define QH_NF4_SMALL_LUT_BYTES 32768 /* 256 code bytes x 32 lanes x (two fp16 levels) */
 
 /* Steps per staged x chunk and halves per staged x row for token_tiles n-tiles: beyond 32 tokens
- * half the chunk, so that two blocks still fit on a multiprocessor (the row stride stays 16
- * bytes past a multiple of 128: bank-conflict free fragments). */
+ * half the chunk, so that two blocks still fit on a multiprocessor. A row is the chunk plus 8
+ * halves, so that its stride stays 16 bytes past a multiple of 128 (bank-conflict free
+ * fragments). The kernel's own constants repeat this (CHUNK, XLD in cuda_nf4_small.cu). */
 static inline int qh_nf4_small_chunk(int token_tiles) { return token_tiles <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2; }
 static inline int qh_nf4_small_xld(int token_tiles) { return qh_nf4_small_chunk(token_tiles) * QH_NF4_SMALL_KSTEP + 8; }
 
