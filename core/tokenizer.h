@@ -43,7 +43,8 @@ void qh_text_free(qh_text *s);
 #define QH_TOKENIZER_MAX_TEXT ((size_t)256 << 20)
 
 /* Read and check a SentencePiece ModelProto file. QH_EINPUT with one line naming the file when
- * it is malformed, not BPE, or needs a normalization not implemented here. */
+ * it is malformed, not BPE, or needs a normalization it refuses (a precompiled charsmap;
+ * LLaMA-2's tokenizer has none). */
 int qh_tokenizer_load(const char *path, qh_tokenizer **out);
 void qh_tokenizer_free(qh_tokenizer *t);
 

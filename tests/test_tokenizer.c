@@ -422,7 +422,7 @@ static void test_hostile_models(void **state)
     put_len_field(&b, 2, spec.d, spec.n);
     expect_refused(dir, b.d, b.n, "UNIGRAM");
 
-    /* A normalization that is not implemented (a precompiled charsmap). */
+    /* A normalization the tokenizer refuses with a clear error (a precompiled charsmap). */
     spec.n = 0;
     put_len_field(&spec, 1, "nmt_nfkc", 8);
     put_len_field(&spec, 2, "\x01\x02\x03\x04", 4);

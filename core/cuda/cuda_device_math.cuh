@@ -79,7 +79,6 @@ __device__ __forceinline__ uint32_t qh_smem_u32(const void *p) { return (uint32_
 
 /* Asynchronous 16-byte copies global -> shared (sm_80+), grouped by commit, waited for with at
  * most N groups still in flight. */
-
 __device__ __forceinline__ void qh_cp_async16(void *smem_dst, const void *gmem_src)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(qh_smem_u32(smem_dst)), "l"(gmem_src));
@@ -121,11 +120,11 @@ __device__ __forceinline__ float qh_i8_dequant(int32_t acc, float sx, float scb)
     return qh_i8_dequant_f(acc, sx, qh_i8_row_factor(scb));
 }
 
-/* LLM.int8()'s per-token activation quantization, from the absmax of the row's regular columns:
- * the scale kept for the epilogue, the factor to codes, and one code (NaN -> 0). */
 /* An outlier column's weight as the fp16 outlier product multiplies it: fp16(w * SCB / 127). */
 __device__ __forceinline__ __half qh_i8_outlier_w(int8_t w, float f) { return __float2half_rn(__fmul_rn((float)w, f)); }
 
+/* LLM.int8()'s per-token activation quantization, from the absmax of the row's regular columns:
+ * the scale kept for the epilogue, the factor to codes, and one code (NaN -> 0). */
 __device__ __forceinline__ float qh_i8_row_scale(float amax) { return __fdiv_rn(amax, 127.0f); }
 __device__ __forceinline__ float qh_i8_row_inv(float amax) { return amax > 0.f ? __fdiv_rn(127.0f, amax) : 0.f; }
 __device__ __forceinline__ unsigned qh_i8_code(float v, float inv)
