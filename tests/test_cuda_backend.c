@@ -451,6 +451,13 @@ static void test_attention(void **state)
     check_attention(b, 4, 2, 64, shorts, 7, 20);
     check_attention(b, 4, 4, 128, upto48, 4, 21);
     check_attention(b, 4, 2, 128, upto64, 5, 22);
+    /* The kernel gives blocks 4 warps whatever the lengths when the grid would not fill the
+     * GPU (the cases above, batch 1); a grid of 64 sequences x 4 heads fills an H100 (132 SMs)
+     * or a B200 (148), so these run blocks of 2 and 3 warps, as length-sorted batches do. */
+    int many32[64], many48[64];
+    for (int i = 0; i < 64; i++) many32[i] = 17 + (i * 7) % 16, many48[i] = 33 + (i * 5) % 16;
+    check_attention(b, 4, 2, 128, many32, 64, 23);
+    check_attention(b, 4, 4, 64, many48, 64, 24);
 }
 
 /* ---- the whole model --------------------------------------------------------------------------- */

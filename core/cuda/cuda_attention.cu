@@ -7,29 +7,30 @@
  * (cos, sin) table computed on the host in double like the CPU backend.
  *
  * Two kernels:
- *  - attn_tc (the default): one block of 2 warps per (sequence, head, 32 query rows). Q, and
- *    the keys/values in tiles of up to 64 rows, go to shared memory; S = Q K^T and O = P V run
- *    on tensor cores (WMMA 16x16x16, fp32 accumulation). The softmax takes two passes over the
- *    key tiles when there are several (row maxima first, then exp, row sums and P V), so the
- *    output accumulators stay in registers and are never rescaled; TweetEval tweets (<= 88
- *    tokens) always fit one tile and take one pass. Needs head_dim % 16 == 0, <= 256.
+ *  - attn_tc (the default): one block per (sequence, head, up to 64 query rows), a warp per 16
+ *    query rows. Q, and the keys/values in tiles of up to 64 rows, go to shared memory (16-byte
+ *    asynchronous copies) and are rotated there, each angle once; S = Q K^T and O = P V run on
+ *    tensor cores (mma.sync m16n8k16, fp32 accumulation) with S, P and O held in registers in
+ *    the mma's fragment layout, so the softmax needs no shared memory and no barrier (online
+ *    across key tiles: a running row maximum, the sums and O rescaled when it grows). P is
+ *    rounded to fp16 for its product, as any fp16 flash attention does. Needs head_dim 16, 32,
+ *    64 or 128 (the O accumulators of 256 would not fit the registers).
  *  - attn_simple: one warp per (query row, head), online softmax over the keys one at a time,
  *    fp32 throughout. The plain reference (tests compare the two), the fallback for other
  *    head sizes, and the kernel of the fp32 mode (qh_cuda_set_precision).
  *
  * Why not cuDNN's SDPA: attention is a few percent of the TweetEval forward pass (the matrix
- * products are the rest; see bench/NOTES.md for the measured share), and this kernel reads q,
- * k, v and writes the output once, so the most any other kernel could save is that share. */
+ * products are the rest; see bench/NOTES.md for the measured share), cuDNN's fused attention
+ * would need rotary embedding as a pass of its own (a read and a write of q and k, as much
+ * memory traffic as the attention itself at these lengths), and this kernel reads q, k, v and
+ * writes the output once. */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
 #include <cuda_fp16.h>
 #include <math.h>
-#include <mma.h>
 
 namespace {
-
-using namespace nvcuda;
 
 constexpr int NW_MAX = 4;       /* warps per block: 16 query rows each */
 constexpr int KT_MAX = 64;      /* keys per tile */
@@ -76,29 +77,72 @@ __device__ __forceinline__ float2 rope_cs_fast(const qh_cuda_rope_tab &r, const 
     return rope_cs(r, pos, i, half);
 }
 
-/* Rotary embedding in place on the nq rows of Q (positions pq[]) and the nk rows of K (pk[]),
- * all in shared memory (rows ldx apart), 8 pairs per work item; no memory traffic but the
- * shared-memory reads and writes. hd % 16 == 0. */
-__device__ __forceinline__ void rope_smem(__half *Q, int nq, const int *pq, __half *K, int nk, const int *pk, int ldx,
-                                          int hd, const float *invf, const qh_cuda_rope_tab &tab)
+__host__ __device__ constexpr int align128(int bytes) { return (bytes + 127) & ~127; }
+
+struct TcLayout {
+    int ldh, q_off, k_off, v_off, pos_off, inv_off, bytes;
+};
+
+/* Shared memory of a block of qb query rows with key tiles of kt rows: Q, K and V (fp16, rows
+ * ldh halves apart: 16-byte aligned rows whose 8-row groups hit all 32 banks, so ldmatrix runs
+ * without conflicts), the positions of the Q rows and the tile's keys, inv_freq in fp32. */
+__host__ __device__ inline TcLayout tc_layout(int hd, int qb, int kt)
 {
-    const int half = hd / 2, groups = half / 8, total = (nq + nk) * groups;
+    TcLayout L;
+    L.ldh = hd + 8;
+    L.q_off = 0;
+    L.k_off = L.q_off + align128(qb * L.ldh * 2);
+    L.v_off = L.k_off + align128(kt * L.ldh * 2);
+    L.pos_off = L.v_off + align128(kt * L.ldh * 2);
+    L.inv_off = L.pos_off + align128((qb + kt) * 4);
+    L.bytes = L.inv_off + align128(hd / 2 * 4);
+    return L;
+}
+
+/* Rotary embedding, in shared memory, of the tile's nk key rows (tokens kt0 ..) and, when
+ * q_pending, of the block's nq query rows (tokens q0 ..). A query row whose token is also in the
+ * tile is rotated by the same work item as the key row, with the same (cos, sin): for a tweet
+ * (one tile, q0 = kt0 = 0) every angle is computed once. 8 pairs per work item. hd % 16 == 0. */
+__device__ __forceinline__ void rope_tile(__half *Q, int nq, int q0, const int *pq, __half *K, int nk, int kt0,
+                                          const int *pk, bool q_pending, int ldx, int hd, const float *invf,
+                                          const qh_cuda_rope_tab &tab)
+{
+    const int half = hd / 2, groups = half / 8;
+    /* query rows sharing a token with the tile: [ov_lo, ov_hi) (query-row indices) */
+    const int ov_lo = q_pending ? max(0, kt0 - q0) : 0;
+    const int ov_hi = q_pending ? max(ov_lo, min(nq, kt0 + nk - q0)) : 0;
+    const int extra = q_pending ? nq - (ov_hi - ov_lo) : 0; /* query rows rotated on their own */
+    const int total = (nk + extra) * groups;
     for (int idx = threadIdx.x; idx < total; idx += blockDim.x) {
         int r = idx / groups, g = (idx - r * groups) * 8;
-        bool isq = r < nq;
-        __half *x = isq ? Q + r * ldx : K + (r - nq) * ldx;
-        int p = isq ? pq[r] : pk[r - nq];
-        uint4 a = *reinterpret_cast<uint4 *>(x + g), b = *reinterpret_cast<uint4 *>(x + g + half);
-        __half2 *ah = reinterpret_cast<__half2 *>(&a), *bh = reinterpret_cast<__half2 *>(&b);
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 fa = __half22float2(ah[j]), fb = __half22float2(bh[j]);
-            float2 c0 = rope_cs_fast(tab, invf, p, g + 2 * j, half), c1 = rope_cs_fast(tab, invf, p, g + 2 * j + 1, half);
-            ah[j] = __floats2half2_rn(fa.x * c0.x - fb.x * c0.y, fa.y * c1.x - fb.y * c1.y);
-            bh[j] = __floats2half2_rn(fb.x * c0.x + fa.x * c0.y, fb.y * c1.x + fa.y * c1.y);
+        __half *x0, *x1 = nullptr;
+        int p;
+        if (r < nk) {
+            x0 = K + r * ldx, p = pk[r];
+            int qr = kt0 + r - q0;
+            if (qr >= ov_lo && qr < ov_hi) x1 = Q + qr * ldx;
+        } else {
+            int e = r - nk, qr = e < ov_lo ? e : e + (ov_hi - ov_lo);
+            x0 = Q + qr * ldx, p = pq[qr];
         }
-        *reinterpret_cast<uint4 *>(x + g) = a;
-        *reinterpret_cast<uint4 *>(x + g + half) = b;
+        float2 cs[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) cs[j] = rope_cs_fast(tab, invf, p, g + j, half);
+        for (int w = 0; w < 2; w++) {
+            __half *x = w ? x1 : x0;
+            if (!x) break;
+            uint4 a = *reinterpret_cast<uint4 *>(x + g), b = *reinterpret_cast<uint4 *>(x + g + half);
+            __half2 *ah = reinterpret_cast<__half2 *>(&a), *bh = reinterpret_cast<__half2 *>(&b);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 fa = __half22float2(ah[j]), fb = __half22float2(bh[j]);
+                float2 c0 = cs[2 * j], c1 = cs[2 * j + 1];
+                ah[j] = __floats2half2_rn(fa.x * c0.x - fb.x * c0.y, fa.y * c1.x - fb.y * c1.y);
+                bh[j] = __floats2half2_rn(fb.x * c0.x + fa.x * c0.y, fb.y * c1.x + fa.y * c1.y);
+            }
+            *reinterpret_cast<uint4 *>(x + g) = a;
+            *reinterpret_cast<uint4 *>(x + g + half) = b;
+        }
     }
 }
 
@@ -108,43 +152,29 @@ __device__ __forceinline__ void positions(int *dst, const int32_t *pos, int64_t 
     for (int r = threadIdx.x; r < n; r += blockDim.x) dst[r] = pos[row0 + r];
 }
 
-__host__ __device__ constexpr int align128(int bytes) { return (bytes + 127) & ~127; }
-
-struct TcLayout {
-    int ldh, lds, ldp, q_off, k_off, v_off, s_off, p_off, pos_off, inv_off, bytes;
-};
-
-__host__ __device__ inline TcLayout tc_layout(int hd, int qb, int kt)
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi)
 {
-    TcLayout L;
-    L.ldh = hd + 8; /* halves: keeps WMMA rows 32-byte aligned and spreads banks */
-    L.lds = kt + 4; /* floats */
-    L.ldp = kt + 8; /* halves */
-    L.q_off = 0;
-    L.k_off = L.q_off + align128(qb * L.ldh * 2);
-    L.v_off = L.k_off + align128(kt * L.ldh * 2);
-    L.s_off = L.v_off + align128(kt * L.ldh * 2);
-    L.p_off = L.s_off + align128(qb * L.lds * 4);
-    L.pos_off = L.p_off + align128(qb * L.ldp * 2);
-    L.inv_off = L.pos_off + align128((qb + kt) * 4);
-    L.bytes = L.inv_off + align128(hd / 2 * 4);
-    int epilogue = L.k_off + qb * (hd + 4) * 4; /* output accumulators reuse the K/V space */
-    if (epilogue > L.bytes) L.bytes = epilogue;
-    return L;
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned *>(&h);
 }
 
 /* Block = (sequence, head, 16 * warps query rows); blockDim.x = 32 * warps; grid (n_seqs *
- * n_heads, query blocks). */
+ * n_heads, query blocks). Each warp owns 16 query rows: S = Q K^T and O = P V on tensor cores
+ * (mma.sync m16n8k16, fp32 accumulation) with S, P and O in registers, in the mma's fragment
+ * layout (thread: rows lane / 4 and lane / 4 + 8, columns 2 (lane % 4) + {0, 1} of each 8-column
+ * group), softmax online across key tiles. */
 template <int HD>
 __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict__ q, const __half *__restrict__ k,
                                                        const __half *__restrict__ v, __half *__restrict__ out,
                                                        const int32_t *__restrict__ starts,
                                                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int kt,
-                                                       float scale, bool rope, qh_cuda_rope_tab tab)
+                                                       float scale_log2, bool rope, qh_cuda_rope_tab tab)
 {
     qh_pdl_trigger(); /* the o_proj product may load its weights meanwhile */
     qh_pdl_wait();    /* launched early itself: q, k, v are the kernel before's output */
-    constexpr int ND = HD / 16;
+    constexpr int KS = HD / 16;    /* k-steps of S = Q K^T */
+    constexpr int DN = HD / 8;     /* 8-column groups of O */
+    constexpr int SN = 4;          /* 8-key groups of S held at once: 32 keys */
     extern __shared__ __align__(128) unsigned char smem[];
     const int QB = 16 * (int)(blockDim.x >> 5);
     /* heads of one sequence in consecutive blocks: blocks running together read whole rows */
@@ -159,8 +189,6 @@ __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict_
     __half *Qs = reinterpret_cast<__half *>(smem + L.q_off);
     __half *Ks = reinterpret_cast<__half *>(smem + L.k_off);
     __half *Vs = reinterpret_cast<__half *>(smem + L.v_off);
-    float *S = reinterpret_cast<float *>(smem + L.s_off);
-    __half *P = reinterpret_cast<__half *>(smem + L.p_off);
     int *PosQ = reinterpret_cast<int *>(smem + L.pos_off), *PosK = PosQ + QB;
     float *InvF = reinterpret_cast<float *>(smem + L.inv_off);
 
@@ -169,9 +197,8 @@ __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict_
     const int wlo = q0 + r0;                      /* ... and its position in the sequence */
     const int wrows = max(0, min(16, len - wlo)); /* valid rows of this warp */
     const int whi = wlo + wrows;                  /* one past its last row */
-    const int rr = lane >> 1, part = lane & 1;    /* softmax: two lanes per row */
-    const int i_row = wlo + rr;                   /* the row's position */
-    const bool row_ok = rr < wrows;
+    const int row_a = wlo + (lane >> 2), row_b = row_a + 8; /* this thread's two rows */
+    const int cq = 2 * (lane & 3);                /* ... and its first column in a group of 8 */
 
     rows_async(Qs, L.ldh, q + (int64_t)h * HD, qld, base + q0, qn, QB, HD); /* lands with the first tile */
     if (rope) {
@@ -179,97 +206,124 @@ __global__ void __launch_bounds__(32 * NW_MAX) attn_tc(const __half *__restrict_
         for (int i = threadIdx.x; i < HD / 2; i += blockDim.x) InvF[i] = (float)tab.inv_freq[i];
     }
 
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> o[ND];
+    float o[DN][4];
 #pragma unroll
-    for (int n = 0; n < ND; n++) wmma::fill_fragment(o[n], 0.f);
-    float m_run = -INFINITY, l_run = 0.f;
+    for (int n = 0; n < DN; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f; /* running max (log2 units), sum */
     const int ntiles = (q_hi + kt - 1) / kt;
-    bool q_ready = false;
 
-    for (int pass = ntiles == 1 ? 1 : 0; pass < 2; pass++) {
-        /* pass 0: row maxima over all tiles; pass 1: exp, row sums, P V (and the maxima too when
-         * there is a single tile) */
-        for (int t = 0; t < ntiles; t++) {
-            const int kt0 = t * kt, kn = min(kt, q_hi - kt0);
-            __syncthreads(); /* everyone is done with the previous tile */
-            rows_async(Ks, L.ldh, k + (int64_t)kvh * HD, kld, base + kt0, kn, kt, HD);
-            if (pass == 1) rows_async(Vs, L.ldh, v + (int64_t)kvh * HD, kld, base + kt0, kn, kt, HD);
-            if (rope) positions(PosK, pos, base + kt0, kn);
-            cp_async_wait_all();
+    for (int t = 0; t < ntiles; t++) {
+        const int kt0 = t * kt, kn = min(kt, q_hi - kt0);
+        __syncthreads(); /* everyone is done with the previous tile */
+        rows_async(Ks, L.ldh, k + (int64_t)kvh * HD, kld, base + kt0, kn, kt, HD);
+        rows_async(Vs, L.ldh, v + (int64_t)kvh * HD, kld, base + kt0, kn, kt, HD);
+        if (rope) positions(PosK, pos, base + kt0, kn);
+        cp_async_wait_all();
+        __syncthreads();
+        if (rope) {
+            rope_tile(Qs, qn, q0, PosQ, Ks, kn, kt0, PosK, t == 0, L.ldh, HD, InvF, tab);
             __syncthreads();
-            if (rope) {
-                rope_smem(Qs, q_ready ? 0 : qn, PosQ, Ks, kn, PosK, L.ldh, HD, InvF, tab);
-                __syncthreads();
-            }
-            q_ready = true;
-            if (wrows == 0 || kt0 >= whi) continue; /* tile entirely in this warp's future */
-            const int kvis = min(kn, whi - kt0), nk = (kvis + 15) / 16;
-            float *Sw = S + r0 * L.lds;
-            __half *Pw = P + r0 * L.ldp;
-            for (int n = 0; n < nk; n++) {
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-                wmma::fill_fragment(acc, 0.f);
+        }
+        if (wrows == 0 || kt0 >= whi) continue; /* tile entirely in this warp's future */
+        const int kvis = min(kn, whi - kt0); /* keys of the tile this warp's rows may see */
+        for (int c0 = 0; c0 < kvis; c0 += 8 * SN) {
+            const int ng = (min(8 * SN, kvis - c0) + 15) / 16 * 2; /* 8-key groups, even */
+
+            /* S = Q K^T: a k-step's Q fragment once (from shared memory: registers go to
+             * occupancy), then the keys two 8-key groups per load */
+            float sc[SN][4];
 #pragma unroll
-                for (int kk = 0; kk < ND; kk++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
-                    wmma::load_matrix_sync(a, Qs + r0 * L.ldh + kk * 16, L.ldh);
-                    wmma::load_matrix_sync(b, Ks + n * 16 * L.ldh + kk * 16, L.ldh);
-                    wmma::mma_sync(acc, a, b, acc);
-                }
-                wmma::store_matrix_sync(Sw + n * 16, acc, L.lds, wmma::mem_row_major);
-            }
-            __syncwarp();
-            const int ncol = nk * 16;
-            const float *Srow = Sw + rr * L.lds;
-            if (ntiles == 1 || pass == 0) {
-                float mx = -INFINITY;
-                for (int c = part; c < ncol; c += 2)
-                    if (row_ok && kt0 + c <= i_row) mx = fmaxf(mx, Srow[c] * scale);
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                m_run = fmaxf(m_run, mx);
-            }
-            if (pass == 1) {
-                __half *Prow = Pw + rr * L.ldp;
-                float sum = 0.f;
-                for (int c = part; c < ncol; c += 2) {
-                    float p = 0.f;
-                    if (row_ok && kt0 + c <= i_row) p = expf(Srow[c] * scale - m_run);
-                    sum += p;
-                    Prow[c] = __float2half_rn(p);
-                }
-                l_run += sum;
-                __syncwarp();
+            for (int j = 0; j < SN; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+            const __half *qrow = Qs + (r0 + (lane & 15)) * L.ldh + 8 * (lane >> 4);
+            const __half *krow = Ks + (c0 + (lane & 7) + 8 * (lane >> 4)) * L.ldh + 8 * ((lane >> 3) & 1);
 #pragma unroll
-                for (int n = 0; n < ND; n++) {
-                    for (int kk = 0; kk < nk; kk++) {
-                        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
-                        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
-                        wmma::load_matrix_sync(a, Pw + kk * 16, L.ldp);
-                        wmma::load_matrix_sync(b, Vs + kk * 16 * L.ldh + n * 16, L.ldh);
-                        wmma::mma_sync(o[n], a, b, o[n]);
-                    }
+            for (int kk = 0; kk < KS; kk++) {
+                unsigned a[4];
+                qh_ldmatrix_x4(a, qrow + kk * 16);
+#pragma unroll
+                for (int j = 0; j < SN; j += 2) {
+                    if (j >= ng) break;
+                    unsigned b[4];
+                    qh_ldmatrix_x4(b, krow + 8 * j * L.ldh + kk * 16);
+                    qh_mma16816(sc[j], a, make_uint2(b[0], b[1]));
+                    qh_mma16816(sc[j + 1], a, make_uint2(b[2], b[3]));
                 }
             }
-            __syncwarp();
+            /* scale (into log2 units), causal mask, row maxima */
+            float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < SN; j++) {
+                if (j >= ng) break;
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int col = kt0 + c0 + 8 * j + cq + e;
+                    sc[j][e] = col <= row_a ? sc[j][e] * scale_log2 : -INFINITY;
+                    sc[j][2 + e] = col <= row_b ? sc[j][2 + e] * scale_log2 : -INFINITY;
+                    mx_a = fmaxf(mx_a, sc[j][e]);
+                    mx_b = fmaxf(mx_b, sc[j][2 + e]);
+                }
+            }
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+            const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+            /* a row with no key yet (only rows past the sequence's end) keeps everything at 0 */
+            const float us_a = mn_a == -INFINITY ? 0.f : mn_a, us_b = mn_b == -INFINITY ? 0.f : mn_b;
+            const float al_a = exp2f(m_a - us_a), al_b = exp2f(m_b - us_b);
+            m_a = mn_a, m_b = mn_b;
+            l_a *= al_a, l_b *= al_b;
+            if (t > 0 || c0 > 0) { /* before the first keys O is 0 */
+#pragma unroll
+                for (int n = 0; n < DN; n++) o[n][0] *= al_a, o[n][1] *= al_a, o[n][2] *= al_b, o[n][3] *= al_b;
+            }
+
+            /* P = exp2(S - max), rounded to fp16 as the A fragments of P V (16 keys a k-step) */
+#pragma unroll
+            for (int j2 = 0; j2 < SN / 2; j2++) {
+                if (2 * j2 >= ng) break;
+                unsigned pa[4];
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    const float *s8 = sc[2 * j2 + hh];
+                    float p0 = exp2f(s8[0] - us_a), p1 = exp2f(s8[1] - us_a);
+                    float p2 = exp2f(s8[2] - us_b), p3 = exp2f(s8[3] - us_b);
+                    l_a += p0 + p1, l_b += p2 + p3;
+                    pa[2 * hh] = pack_half2(p0, p1);
+                    pa[2 * hh + 1] = pack_half2(p2, p3);
+                }
+                const __half *vr = Vs + (c0 + 16 * j2 + (lane & 15)) * L.ldh + 8 * (lane >> 4);
+#pragma unroll
+                for (int n = 0; n < DN; n += 2) {
+                    unsigned b[4];
+                    qh_ldmatrix_x4_trans(b, vr + 8 * n);
+                    qh_mma16816(o[n], pa, make_uint2(b[0], b[1]));
+                    qh_mma16816(o[n + 1], pa, make_uint2(b[2], b[3]));
+                }
+            }
         }
     }
-    /* Epilogue: accumulators through shared memory (the K/V tiles' space, free now), divided by
-     * the row sums, out as fp16. */
-    __syncthreads();
-    const int ldo = HD + 4;
-    float *Ow = reinterpret_cast<float *>(smem + L.k_off) + r0 * ldo;
-#pragma unroll
-    for (int n = 0; n < ND; n++) wmma::store_matrix_sync(Ow + n * 16, o[n], ldo, wmma::mem_row_major);
-    float l_tot = l_run + __shfl_xor_sync(0xffffffffu, l_run, 1);
+    /* Epilogue: divided by the row sums, through this warp's rows of Qs (no other warp reads
+     * them, and this one is done with them) so that rows go out as 16-byte stores. */
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+    const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
     __syncwarp();
-    for (int r = 0; r < 16; r++) {
-        float l = __shfl_sync(0xffffffffu, l_tot, 2 * r);
-        if (r >= wrows) break;
-        float inv = 1.f / l;
-        __half *dst = out + (int64_t)(base + wlo + r) * qld + (int64_t)h * HD;
-        for (int d = 2 * lane; d < HD; d += 64)
-            *reinterpret_cast<__half2 *>(dst + d) = __floats2half2_rn(Ow[r * ldo + d] * inv, Ow[r * ldo + d + 1] * inv);
+    __half *Ow = Qs + r0 * L.ldh;
+#pragma unroll
+    for (int n = 0; n < DN; n++) {
+        *reinterpret_cast<unsigned *>(Ow + (lane >> 2) * L.ldh + 8 * n + cq) = pack_half2(o[n][0] * inv_a, o[n][1] * inv_a);
+        *reinterpret_cast<unsigned *>(Ow + ((lane >> 2) + 8) * L.ldh + 8 * n + cq) =
+            pack_half2(o[n][2] * inv_b, o[n][3] * inv_b);
+    }
+    __syncwarp();
+    constexpr int UNITS = HD / 8; /* 16-byte units of a row */
+    for (int idx = lane; idx < wrows * UNITS; idx += 32) {
+        int r = idx / UNITS, c = (idx - r * UNITS) * 8;
+        *reinterpret_cast<uint4 *>(out + (int64_t)(base + wlo + r) * qld + (int64_t)h * HD + c) =
+            *reinterpret_cast<const uint4 *>(Ow + r * L.ldh + c);
     }
 }
 
@@ -361,6 +415,17 @@ int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v
     int r16 = (max_len + 15) / 16 * 16;
     int kt = r16 > KT_MAX ? KT_MAX : r16;
     int nw = r16 / 16 > NW_MAX ? NW_MAX : r16 / 16;
+    /* A grid that does not fill the GPU once (batch 1: a block per head) runs each block's
+     * chain of loads, rotation and products on an SM of its own: blocks of NW_MAX warps share
+     * the loads and the rotation among more threads (the warps past the sequence's rows do
+     * nothing else). */
+    static int n_sm;
+    if (!n_sm) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev))
+            n_sm = 1;
+    }
+    if ((int64_t)n_seqs * n_heads * ((max_len + 16 * nw - 1) / (16 * nw)) < n_sm) nw = NW_MAX;
     TcLayout L = tc_layout(HD, 16 * nw, kt);
     static int configured; /* per template instance: the largest opt-in set so far */
     if (!configured) { /* all of L1 that can be shared memory: occupancy is what this kernel needs */
@@ -376,7 +441,7 @@ int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v
     }
     dim3 grid((unsigned)n_seqs * (unsigned)n_heads, (unsigned)((max_len + 16 * nw - 1) / (16 * nw)));
     cudaError_t e = qh_launch_pdl(attn_tc<HD>, grid, dim3(32 * nw), L.bytes, st, q, k, v, out, starts, pos, n_heads, n_kv,
-                                  kt, scale, rope, tab);
+                                  kt, scale * 1.4426950408889634f /* log2(e): exp2 in the softmax */, rope, tab);
     if (e != cudaSuccess) return (int)e;
     return (int)cudaGetLastError();
 }
@@ -385,7 +450,7 @@ int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v
 
 extern "C" {
 
-int qh_cu_attention_tc_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128 || hd == 256; }
+int qh_cu_attention_tc_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
 
 int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void *k, const void *v, void *out,
                     const int32_t *starts, const int32_t *pos, int n_seqs, int n_tokens, int max_len, int n_heads,
@@ -412,7 +477,6 @@ int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void
         case 32: return launch_tc<32>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
         case 64: return launch_tc<64>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
         case 128: return launch_tc<128>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
-        case 256: return launch_tc<256>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
         }
     }
     attn_simple<__half><<<sgrid, 32 * warps, 0, s>>>(qh, kh, vh, oh, starts, pos, n_seqs, n_tokens, n_heads, n_kv, hd,

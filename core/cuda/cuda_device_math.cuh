@@ -90,6 +90,38 @@ __device__ __forceinline__ void qh_cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+/* Tensor-core product D += A B, m16n8k16, fp16 in, fp32 accumulation (sm_80+). a: the A
+ * fragment (4 registers of fp16 pairs), b: the B fragment, c: the four accumulators. */
+__device__ __forceinline__ void qh_mma16816(float *c, const unsigned *a, uint2 b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
+}
+
+/* ldmatrix: 8x8 fp16 tiles from shared memory into mma fragments, lane i giving the address of
+ * row i % 8 of tile i / 8 (16-byte aligned); _trans transposes each tile (B fragments of a
+ * row-major [k][n] operand). */
+__device__ __forceinline__ void qh_ldmatrix_x4(unsigned *r, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(qh_smem_u32(p)));
+}
+__device__ __forceinline__ void qh_ldmatrix_x4_trans(unsigned *r, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(qh_smem_u32(p)));
+}
+__device__ __forceinline__ void qh_ldmatrix_x2(unsigned *r, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(qh_smem_u32(p)));
+}
+
 /* The eight fp16 values of a 16-byte group, as floats. */
 __device__ __forceinline__ void qh_half8_to_float(uint4 u, float *v)
 {

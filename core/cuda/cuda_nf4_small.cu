@@ -58,14 +58,6 @@ __device__ __forceinline__ T pick(const T (&v)[MAXW], int i)
     return i == 0 ? v[0] : i == 1 ? v[1] : v[2];
 }
 
-__device__ __forceinline__ void mma16816(float *c, const unsigned *a, uint2 b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
-}
-
 /* Two fp16 levels of code byte b of w (the byte's high nibble in the low half: the first column)
  * times the absmax. lane_addr: the shared-window address of this lane's word of byte 0 in the
  * table; byte e's word is 128 bytes further per e, so a look-up costs one PRMT and one LEA.
@@ -240,7 +232,7 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                     for (int nt = 0; nt < NT; nt++) {
                         const uint2 bv = half ? make_uint2(bq[nt].z, bq[nt].w) : make_uint2(bq[nt].x, bq[nt].y);
 #pragma unroll
-                        for (int j = 0; j < MT; j++) mma16816(acc[j][nt], A[j], bv);
+                        for (int j = 0; j < MT; j++) qh_mma16816(acc[j][nt], A[j], bv);
                     }
                 }
             }
