@@ -19,11 +19,13 @@
  *    fp32 throughout. The plain reference (tests compare the two), the fallback for other
  *    head sizes, and the kernel of the fp32 mode (qh_cuda_set_precision).
  *
- * Why not cuDNN's SDPA: attention is a few percent of the TweetEval forward pass (the matrix
- * products are the rest; see bench/NOTES.md for the measured share), cuDNN's fused attention
- * would need rotary embedding as a pass of its own (a read and a write of q and k, as much
- * memory traffic as the attention itself at these lengths), and this kernel reads q, k, v and
- * writes the output once. */
+ * Why not cuDNN's fused attention (measured: bench/bench_attention.c, with cuDNN 9.19 as PyTorch
+ * calls it, bench/NOTES.md): on a 12,288-token micro-batch of 16-, 30- or 48-token sequences
+ * (TweetEval's bulk) attn_tc with the rotation inside takes 175-191 us, cuDNN's attention alone
+ * 545, 293 and 189 us, and it cannot rotate, so the model would add a rotary pass (at least 134
+ * us: q and k read and written once). Only for 64- and 88-token sequences (3% of the tweets are
+ * longer than 48) is cuDNN's attention alone faster (146 and 137 us against 198 and 322), and
+ * with the rotary pass it is not. At batch 1 (one 30-token tweet): 9 us against 27. */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
