@@ -23,9 +23,10 @@
  * calls it, bench/NOTES.md): on a 12,288-token micro-batch of 16-, 30- or 48-token sequences
  * (TweetEval's bulk) attn_tc with the rotation inside takes 175-191 us, cuDNN's attention alone
  * 545, 293 and 189 us, and it cannot rotate, so the model would add a rotary pass (at least 134
- * us: q and k read and written once). Only for 64- and 88-token sequences (3% of the tweets are
- * longer than 48) is cuDNN's attention alone faster (146 and 137 us against 198 and 322), and
- * with the rotary pass it is not. At batch 1 (one 30-token tweet): 9 us against 27. */
+ * us: q and k read and written once). At 64 tokens cuDNN's attention alone is faster (146 us
+ * against 198) but not with the rotary pass; at 88 (two key tiles here) it would win with a
+ * rotary pass at its floor (271 against 322 us), but 0.3% of the tweets are longer than 64. At
+ * batch 1 (one 30-token tweet): 9 us against 27. */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
 
