@@ -54,12 +54,15 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
 #define QH_NF4_SMALL_MAX_SPLITS 8 /* the portable cluster size */
 #define QH_NF4_SMALL_LUT_BYTES 32768 /* 256 code bytes x 32 lanes x (two fp16 levels) */
 
-/* Steps per staged x chunk and halves per staged x row for token_tiles n-tiles: beyond 32 tokens
- * half the chunk, so that two blocks still fit on a multiprocessor. A row is the chunk plus 8
- * halves, so that its stride stays 16 bytes past a multiple of 128 (bank-conflict free
- * fragments). The kernel's own constants repeat this (CHUNK, XLD in cuda_nf4_small.cu). */
-static inline int qh_nf4_small_chunk(int token_tiles) { return token_tiles <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2; }
-static inline int qh_nf4_small_xld(int token_tiles) { return qh_nf4_small_chunk(token_tiles) * QH_NF4_SMALL_KSTEP + 8; }
+/* Steps per staged x chunk and halves per staged x row for tt token tiles: beyond 32 tokens half
+ * the chunk, so that two blocks still fit on a multiprocessor. A row is the chunk plus 8 halves,
+ * so that its stride stays 16 bytes past a multiple of 128 (bank-conflict free fragments).
+ * Macros, so that the kernel (cuda_nf4_small.cu) takes them as compile-time constants and the
+ * plan and the kernel share one rule. */
+#define QH_NF4_SMALL_CHUNK_OF(tt) ((tt) <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2)
+#define QH_NF4_SMALL_XLD_OF(tt) (QH_NF4_SMALL_CHUNK_OF(tt) * QH_NF4_SMALL_KSTEP + 8)
+static inline int qh_nf4_small_chunk(int token_tiles) { return QH_NF4_SMALL_CHUNK_OF(token_tiles); }
+static inline int qh_nf4_small_xld(int token_tiles) { return QH_NF4_SMALL_XLD_OF(token_tiles); }
 
 typedef struct {
     int token_tiles; /* ceil(tokens / 8): mma n-tiles, 1 to 8 */

@@ -80,8 +80,8 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
      * the accumulators need the registers) */
     constexpr int G = NT > 4 ? 4 : 8 / MT;
     static_assert(NT <= 4 || MT == 1, "beyond 32 tokens 16 rows a warp");
-    /* steps per x chunk and halves per staged x row (qh_nf4_small_chunk / _xld) */
-    constexpr int CHUNK = NT <= 4 ? QH_NF4_SMALL_CHUNK : QH_NF4_SMALL_CHUNK / 2, XLD = CHUNK * KSTEP + 8;
+    /* steps per x chunk and halves per staged x row (the plan's rule, ../quant_gpu_plan.h) */
+    constexpr int CHUNK = QH_NF4_SMALL_CHUNK_OF(NT), XLD = QH_NF4_SMALL_XLD_OF(NT);
     static_assert(G % CHUNK == 0, "chunk starts at fixed steps of a group");
     constexpr int RLD = R + 4;         /* partial sums [token][RLD] (bank-conflict free) */
     extern __shared__ __align__(16) unsigned char smem[];
