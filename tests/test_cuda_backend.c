@@ -443,7 +443,7 @@ static void test_attention(void **state)
     check_attention(b, 4, 4, 128, tweets, 8, 14);
     check_attention(b, 4, 2, 128, mixed, 12, 15);
     check_attention(b, 2, 1, 128, longs, 3, 16);
-    check_attention(b, 2, 2, 256, mixed, 12, 17);
+    check_attention(b, 2, 2, 256, mixed, 12, 17); /* simple kernel only (O would not fit the registers) */
     check_attention(b, 4, 2, 8, mixed, 12, 18);  /* simple kernel only (head_dim % 16) */
     check_attention(b, 2, 1, 48, mixed, 12, 19); /* simple kernel only (no tc instance) */
     /* batches whose sequences all fit one key tile (the TweetEval case), of 1 to 4 warps */
@@ -452,7 +452,7 @@ static void test_attention(void **state)
     check_attention(b, 4, 4, 128, upto48, 4, 21);
     check_attention(b, 4, 2, 128, upto64, 5, 22);
     /* The kernel gives blocks 4 warps whatever the lengths when the grid would not fill the
-     * GPU (the cases above, batch 1); a grid of 64 sequences x 4 heads fills an H100 (132 SMs)
+     * GPU once (most cases above, and batch 1); a grid of 64 sequences x 4 heads fills an H100 (132 SMs)
      * or a B200 (148), so these run blocks of 2 and 3 warps, as length-sorted batches do. */
     int many32[64], many48[64];
     for (int i = 0; i < 64; i++) many32[i] = 17 + (i * 7) % 16, many48[i] = 33 + (i * 5) % 16;
