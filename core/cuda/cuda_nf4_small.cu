@@ -249,26 +249,31 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
             for (int e = 0; e < 4; e++)
                 red[(nt * 8 + 2 * q + (e & 1)) * RLD + wlr + 16 * j + g + (e >= 2 ? 8 : 0)] = acc[j][nt][e];
     cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
     const int splits = (int)cluster.num_blocks(), rank = (int)cluster.block_rank();
-    const float *src[MAXS];
-#pragma unroll
-    for (int s = 0; s < MAXS; s++) src[s] = s < splits ? cluster.map_shared_rank(red, s) : red;
     const int rout = a.paired ? R / 2 : R, rshift = a.paired ? (MT == 1 ? 6 : 7) : (MT == 1 ? 7 : 8);
     const int total = a.t * rout, share = (total + splits - 1) / splits;
     const int e1 = (rank + 1) * share < total ? (rank + 1) * share : total;
     const int64_t yn = pick(a.n, bseg);
     void *yp = pick(a.y, bseg);
+    cluster.sync();
+    const float *src[MAXS];
+#pragma unroll
+    for (int s = 0; s < MAXS; s++) src[s] = s < splits ? cluster.map_shared_rank(red, s) : red;
     for (int e = rank * share + tid; e < e1; e += THREADS) {
         const int tok = e >> rshift, r = e - tok * rout; /* rout = 1 << rshift */
         const int64_t row = r0 + r;
+        /* every split's partial sum loaded first (all in flight together; past the cluster's
+         * blocks src is this block's own), then added in split order */
+        float pv[MAXS], pu[MAXS];
+#pragma unroll
+        for (int s = 0; s < MAXS; s++) {
+            pv[s] = src[s][tok * RLD + r];
+            pu[s] = a.paired ? src[s][tok * RLD + r + R / 2] : 0.f;
+        }
         float v = 0.f, u = 0.f;
 #pragma unroll
         for (int s = 0; s < MAXS; s++)
-            if (s < splits) {
-                v += src[s][tok * RLD + r];
-                if (a.paired) u += src[s][tok * RLD + r + R / 2];
-            }
+            if (s < splits) v += pv[s], u += pu[s];
         if (row >= yn) continue;
         const int64_t i = (int64_t)tok * yn + row;
         if (a.paired) { /* the plain path: gate and up rounded to fp16, then silu_mul */
