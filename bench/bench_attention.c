@@ -28,6 +28,7 @@
 #include <stdio.h>
 
 #ifdef QHEAD_HAVE_CUDA
+#include "bench_script.h"
 #include "cuda/qh_cuda.h"
 
 #include <cjson/cJSON.h>
@@ -41,7 +42,7 @@ static const char *torch_names[N_TORCH] = {"cudnn", "flash", "efficient"};
 
 typedef struct {
     int len, batch;
-    double fused_us, rope_us, attn_us, simple_us, floor_us, rope_floor_us;
+    double fused_us, rope_us, attn_us, simple_us, floor_us;
     double torch_us[N_TORCH]; /* 0: not run; < 0: the backend refused the shape */
 } result;
 
@@ -108,8 +109,9 @@ static int measure(qh_backend *be, int len, int n_seqs, int heads, int hd, int r
     for (int i = 0; i < 3 && !rc; i++) rc = qh_cuda_fill(be, ts[i], 1000 + (uint64_t)i, 0.f, 1.f);
     double us[QH_CUDA_OP_COUNT];
     r->len = len, r->batch = n_seqs;
-    r->floor_us = 4.0 * (double)t * (double)w * 2 / 3e12 * 1e6;      /* q, k, v in, out */
-    r->rope_floor_us = 4.0 * (double)t * (double)w * 2 / 3e12 * 1e6; /* q and k in and out */
+    /* q, k, v in and the output out; a rotary pass (q and k in and out) moves as many bytes, as
+     * kv heads = heads here */
+    r->floor_us = 4.0 * (double)t * (double)w * 2 / 3e12 * 1e6;
     if (!rc) rc = time_ops(be, run_fused, &c, reps, us);
     if (!rc) r->fused_us = us[QH_CUDA_OP_ATTENTION];
     if (!rc) rc = time_ops(be, run_separate, &c, reps, us);
@@ -126,35 +128,23 @@ static int measure(qh_backend *be, int len, int n_seqs, int heads, int hd, int r
     return rc;
 }
 
-/* Adds the --torch script's JSON lines to the results of the same (len, batch). */
-static void run_torch(const char *script, int tokens, const char *lens, int heads, int hd, int reps, result *res,
-                      int n_res)
+typedef struct {
+    result *res;
+    int n;
+} torch_ctx;
+
+/* One line of the --torch script: its microseconds go to the result of the same (len, batch). */
+static void torch_line(const cJSON *j, void *p)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "python3 %s --tokens %d --lens %s --heads %d --head-dim %d --reps %d", script, tokens, lens,
-             heads, hd, reps);
-    printf("# torch: %s\n", cmd);
-    fflush(stdout);
-    FILE *pp = popen(cmd, "r");
-    char line[4096];
-    while (pp && fgets(line, sizeof line, pp)) {
-        fputs(line, stdout);
-        cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
-        cJSON *bn = j ? cJSON_GetObjectItemCaseSensitive(j, "backend") : NULL;
-        cJSON *ln = j ? cJSON_GetObjectItemCaseSensitive(j, "len") : NULL;
-        cJSON *bt = j ? cJSON_GetObjectItemCaseSensitive(j, "batch") : NULL;
-        cJSON *us = j ? cJSON_GetObjectItemCaseSensitive(j, "us") : NULL;
-        if (cJSON_IsString(bn) && cJSON_IsNumber(ln) && cJSON_IsNumber(bt)) {
-            for (int i = 0; i < n_res; i++) {
-                if (res[i].len != ln->valueint || res[i].batch != bt->valueint) continue;
-                for (int b = 0; b < N_TORCH; b++)
-                    if (!strcmp(bn->valuestring, torch_names[b])) res[i].torch_us[b] = cJSON_IsNumber(us) ? us->valuedouble : -1;
-            }
-        }
-        cJSON_Delete(j);
+    torch_ctx *c = p;
+    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(j, "backend"), *ln = cJSON_GetObjectItemCaseSensitive(j, "len");
+    const cJSON *bt = cJSON_GetObjectItemCaseSensitive(j, "batch"), *us = cJSON_GetObjectItemCaseSensitive(j, "us");
+    if (!cJSON_IsString(bn) || !cJSON_IsNumber(ln) || !cJSON_IsNumber(bt)) return;
+    for (int i = 0; i < c->n; i++) {
+        if (c->res[i].len != ln->valueint || c->res[i].batch != bt->valueint) continue;
+        for (int b = 0; b < N_TORCH; b++)
+            if (!strcmp(bn->valuestring, torch_names[b])) c->res[i].torch_us[b] = cJSON_IsNumber(us) ? us->valuedouble : -1;
     }
-    int st = pp ? pclose(pp) : -1;
-    if (st) printf("# torch script exited with status %d\n", st);
 }
 
 int main(int argc, char **argv)
@@ -207,7 +197,13 @@ int main(int argc, char **argv)
     }
     qh_backend_destroy(be);
     if (rc) return qh_report(prog, rc);
-    if (torch_script) run_torch(torch_script, tokens, lens_arg, heads, hd, reps, res, n_res);
+    if (torch_script) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "python3 %s --tokens %d --lens %s --heads %d --head-dim %d --reps %d", torch_script,
+                 tokens, lens_arg, heads, hd, reps);
+        torch_ctx tc = {res, n_res};
+        bench_run_script("torch", cmd, torch_line, &tc);
+    }
     printf("\n| len | seqs | fused (us) | rope + attention (us) | simple (us) | floor (us) | torch cuDNN | cuDNN + "
            "rope at its floor | torch flash | torch efficient |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_res; i++) {
@@ -217,7 +213,7 @@ int main(int argc, char **argv)
             if (r->torch_us[b] > 0) snprintf(tcol[b], sizeof tcol[b], "%.1f", r->torch_us[b]);
             else snprintf(tcol[b], sizeof tcol[b], "%s", r->torch_us[b] < 0 ? "refused" : "");
         }
-        if (r->torch_us[0] > 0) snprintf(plus, sizeof plus, "%.1f", r->torch_us[0] + r->rope_floor_us);
+        if (r->torch_us[0] > 0) snprintf(plus, sizeof plus, "%.1f", r->torch_us[0] + r->floor_us);
         printf("| %d | %d | %.1f | %.1f + %.1f | %.1f | %.1f | %s | %s | %s | %s |\n", r->len, r->batch, r->fused_us,
                r->rope_us, r->attn_us, r->simple_us, r->floor_us, tcol[0], plus, tcol[1], tcol[2]);
     }

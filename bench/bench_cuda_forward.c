@@ -59,6 +59,7 @@
 #include <stdlib.h>
 
 #ifdef QHEAD_HAVE_CUDA
+#include "bench_script.h"
 #include "cuda/qh_cuda.h"
 
 #include <cjson/cJSON.h>
@@ -205,6 +206,29 @@ typedef struct {
     double time_s, peak_gb, device_gb;
     int ok, fp16;
 } row;
+
+enum { MAX_ROWS = 48 };
+
+typedef struct {
+    row *rows;
+    int *n_rows;
+} hf_ctx;
+
+/* One line of the transformers baseline (bench/hf_llama_baseline.py) as a row of the table. */
+static void hf_line(const cJSON *j, void *p)
+{
+    hf_ctx *c = p;
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(j, "name"), *tm = cJSON_GetObjectItemCaseSensitive(j, "time_s");
+    if (!cJSON_IsString(nm) || !cJSON_IsNumber(tm) || *c->n_rows >= MAX_ROWS) return;
+    row *R = &c->rows[(*c->n_rows)++];
+    snprintf(R->name, sizeof R->name, "transformers %s", nm->valuestring);
+    R->time_s = tm->valuedouble;
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "peak_alloc_gb");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "peak_reserved_gb");
+    R->peak_gb = cJSON_IsNumber(pk) ? pk->valuedouble : 0;
+    R->device_gb = cJSON_IsNumber(rs) ? rs->valuedouble : 0;
+    R->ok = 1;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -448,7 +472,7 @@ int main(int argc, char **argv)
     printf("# workload: %d sequences, %ld tokens (mean %.1f, max %d) from %s\n", n, total, (double)total / n, max_len,
            lengths_path);
 
-    row rows[48];
+    row rows[MAX_ROWS];
     int n_rows = 0;
     struct {
         char name[96];
@@ -613,29 +637,8 @@ int main(int argc, char **argv)
     if (hf) {
         char cmd[4096];
         snprintf(cmd, sizeof cmd, "python3 %s --lengths %s %s", hf, lengths_path, hf_args);
-        printf("# transformers: %s\n", cmd);
-        fflush(stdout);
-        FILE *pp = popen(cmd, "r");
-        char line[8192];
-        while (pp && fgets(line, sizeof line, pp)) {
-            fputs(line, stdout);
-            cJSON *j = line[0] == '{' ? cJSON_Parse(line) : NULL;
-            cJSON *nm = j ? cJSON_GetObjectItemCaseSensitive(j, "name") : NULL;
-            cJSON *tm = j ? cJSON_GetObjectItemCaseSensitive(j, "time_s") : NULL;
-            if (cJSON_IsString(nm) && cJSON_IsNumber(tm) && n_rows < 48) {
-                row *R = &rows[n_rows++];
-                snprintf(R->name, sizeof R->name, "transformers %s", nm->valuestring);
-                R->time_s = tm->valuedouble;
-                cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "peak_alloc_gb");
-                cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "peak_reserved_gb");
-                R->peak_gb = cJSON_IsNumber(pk) ? pk->valuedouble : 0;
-                R->device_gb = cJSON_IsNumber(rs) ? rs->valuedouble : 0;
-                R->ok = 1;
-            }
-            cJSON_Delete(j);
-        }
-        int st_ = pp ? pclose(pp) : -1;
-        if (st_) printf("# transformers baseline exited with status %d\n", st_);
+        hf_ctx hc = {rows, &n_rows};
+        bench_run_script("transformers", cmd, hf_line, &hc);
     }
     double hf_best = 0;
     for (int i = 0; i < n_rows; i++)
