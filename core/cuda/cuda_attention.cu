@@ -408,7 +408,7 @@ __global__ void attn_simple(const T *__restrict__ q, const T *__restrict__ k, co
 }
 
 template <int HD>
-int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v, __half *out, const int32_t *starts,
+int launch_tc(cudaStream_t st, int n_sm, const __half *q, const __half *k, const __half *v, __half *out, const int32_t *starts,
               const int32_t *pos, int n_seqs, int max_len, int n_heads, int n_kv, float scale, bool rope,
               qh_cuda_rope_tab tab)
 {
@@ -422,12 +422,6 @@ int launch_tc(cudaStream_t st, const __half *q, const __half *k, const __half *v
      * chain of loads, rotation and products on an SM of its own: blocks of NW_MAX warps share
      * the loads and the rotation among more threads (the warps past the sequence's rows do
      * nothing else). */
-    static int n_sm;
-    if (!n_sm) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev))
-            n_sm = 1;
-    }
     if ((int64_t)n_seqs * n_heads * ((max_len + 16 * nw - 1) / (16 * nw)) < n_sm) nw = NW_MAX;
     TcLayout L = tc_layout(HD, 16 * nw, kt);
     static int configured; /* per template instance: the largest opt-in set so far */
@@ -455,7 +449,7 @@ extern "C" {
 
 int qh_cu_attention_tc_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
 
-int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void *k, const void *v, void *out,
+int qh_cu_attention(cudaStream_t s, int n_sm, int kind, int f32, const void *q, const void *k, const void *v, void *out,
                     const int32_t *starts, const int32_t *pos, int n_seqs, int n_tokens, int max_len, int n_heads,
                     int n_kv, int hd, const qh_cuda_rope_tab *rope)
 {
@@ -476,10 +470,10 @@ int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void
     }
     if (kind == 0 && qh_cu_attention_tc_supported(hd)) {
         switch (hd) {
-        case 16: return launch_tc<16>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
-        case 32: return launch_tc<32>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
-        case 64: return launch_tc<64>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
-        case 128: return launch_tc<128>(s, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
+        case 16: return launch_tc<16>(s, n_sm, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
+        case 32: return launch_tc<32>(s, n_sm, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
+        case 64: return launch_tc<64>(s, n_sm, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
+        case 128: return launch_tc<128>(s, n_sm, qh, kh, vh, oh, starts, pos, n_seqs, max_len, n_heads, n_kv, scale, on, tab);
         }
     }
     attn_simple<__half><<<sgrid, 32 * warps, 0, s>>>(qh, kh, vh, oh, starts, pos, n_seqs, n_tokens, n_heads, n_kv, hd,

@@ -600,7 +600,7 @@ static int attention_common(qh_backend *be, const qh_tensor *q, const qh_tensor 
     }
     int kind = im->attn_kind;
     if (head_dim % 16 || !qh_cu_attention_tc_supported(head_dim)) kind = QH_CUDA_ATTN_SIMPLE;
-    rc = launch_err(qh_cu_attention(im->stream, kind, ty == 2, q->data, k->data, v->data, out->data, batch->starts.data,
+    rc = launch_err(qh_cu_attention(im->stream, im->sms, kind, ty == 2, q->data, k->data, v->data, out->data, batch->starts.data,
                                     positions ? positions->data : NULL, batch->n_seqs, batch->n_tokens, batch->max_len,
                                     n_heads, n_kv_heads, head_dim, positions ? &tab : NULL),
                     "attention");

@@ -40,8 +40,9 @@ int qh_cu_convert(cudaStream_t s, const void *src, int src_type, void *dst, int 
 
 /* Causal attention over packed sequences (q [T, n_heads*hd], k and v [T, n_kv*hd], out like q,
  * all fp16, or all fp32 when f32); rotary embedding applied to q and k on the fly when rope is
- * non-NULL. kind: 0 tensor-core kernel (fp16, hd in {16, 32, 64, 128, 256}), 1 simple kernel. */
-int qh_cu_attention(cudaStream_t s, int kind, int f32, const void *q, const void *k, const void *v, void *out,
+ * non-NULL. kind: 0 tensor-core kernel (fp16, hd in {16, 32, 64, 128}), 1 simple kernel. n_sm:
+ * the GPU's multiprocessors (the tensor-core kernel's block size for grids under one wave). */
+int qh_cu_attention(cudaStream_t s, int n_sm, int kind, int f32, const void *q, const void *k, const void *v, void *out,
                     const int32_t *starts, const int32_t *pos, int n_seqs, int n_tokens, int max_len,
                     int n_heads, int n_kv, int hd, const qh_cuda_rope_tab *rope);
 int qh_cu_attention_tc_supported(int hd);
