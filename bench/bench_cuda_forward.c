@@ -18,7 +18,8 @@
  * instead of the one-kernel wgmma products (int8:0+cublas); "+wait" makes int8's small batches wait
  * for their outlier count as large ones do (int8+wait@0); "+unfused" runs the separate kernels
  * for int8's small batches (q/k/v epilogues; with outliers the quantization, outlier sums,
- * epilogue and SwiGLU: int8+unfused@0). The random model's fp16 weights (the same for every variant) are quantized on
+ * epilogue and SwiGLU: int8+unfused@0); "+nograph" launches every op of the batch-1 latency calls
+ * instead of replaying a recorded CUDA graph (fp16+nograph@0). The random model's fp16 weights (the same for every variant) are quantized on
  * the GPU with the library's formats
  * (qh_cuda_quantize); with --model DIR, DIR/config.json and --qdir's
  * backbone-<int8|nf4>.safetensors (written by `quantize`; nf4-dq reads backbone-nf4) are loaded.
@@ -145,6 +146,7 @@ typedef struct {
     int cublas;       /* "+cublas": int8 products through cuBLASLt's int32 output, never the wgmma kernel */
     int wait;         /* "+wait": int8 batches of any size wait for their outlier count */
     int unfused;      /* "+unfused": int8's small batches with outliers run the separate kernels */
+    int nograph;      /* "+nograph": batch-1 latency with every op launched, no recorded graph */
 } variant;
 
 /* A linear weight: fp16 random, then quantized on the GPU for the quantized variants. */
@@ -242,7 +244,7 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* name[:threshold][+plain][+nocodes][+cublas][+wait][+unfused][@bt/bt...] */
+/* name[:threshold][+plain][+nocodes][+cublas][+wait][+unfused][+nograph][@bt/bt...] */
 static int parse_variant(const char *spec, size_t len, variant *v, float thr, int bs)
 {
     memset(v, 0, sizeof *v);
@@ -256,7 +258,9 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         for (char *c = v->bt_list; *c; c++)
             if (*c == '/') *c = ',';
     }
-    char *plus = strstr(buf, "+unfused");
+    char *plus = strstr(buf, "+nograph");
+    if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->nograph = 1;
+    plus = strstr(buf, "+unfused");
     if (plus) memmove(plus, plus + 8, strlen(plus + 8) + 1), v->unfused = 1;
     plus = strstr(buf, "+wait");
     if (plus) memmove(plus, plus + 5, strlen(plus + 5) + 1), v->wait = 1;
@@ -288,6 +292,7 @@ static int parse_variant(const char *spec, size_t len, variant *v, float thr, in
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", waits for outlier counts");
     if (v->unfused && v->dtype == QH_I8)
         snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", small batches: separate kernels");
+    if (v->nograph) snprintf(v->name + strlen(v->name), sizeof v->name - strlen(v->name), ", no graph");
     return QH_OK;
 }
 
@@ -598,16 +603,20 @@ int main(int argc, char **argv)
         if (lat_reps > 0 && n_lat < 8) {
             qh_llama_ctx *ctx;
             if ((rc = qh_llama_ctx_create(m, qh_default_batch_tokens(m), &ctx))) return qh_report(prog, rc);
+            qh_llama_ctx_set_graphs(ctx, !v->nograph);
             int32_t len = lat_len;
             double *times = malloc(sizeof(double) * (size_t)lat_reps);
             for (int r = 0; !rc && r < 3; r++) rc = qh_llama_forward(ctx, ids, &len, 1, hidden);
             qh_cuda_quant_stats sink;
             qh_cuda_quant_stats_get(be, &sink, 1);
+            long rec0, rep0, rec1, rep1;
+            qh_llama_ctx_graph_counts(ctx, &rec0, &rep0);
             for (int r = 0; !rc && r < lat_reps; r++) {
                 double a = now();
                 rc = qh_llama_forward(ctx, ids, &len, 1, hidden);
                 times[r] = now() - a;
             }
+            qh_llama_ctx_graph_counts(ctx, &rec1, &rep1);
             qh_llama_ctx_free(ctx);
             if (rc) return qh_report(prog, rc);
             if (profile) { /* one more call with per-op device times */
@@ -620,7 +629,9 @@ int main(int argc, char **argv)
             double med = median(times, lat_reps);
             printf("# %s, batch-1 latency of one %d-token sequence: median %.3f ms, min %.3f ms over %d calls\n", v->name,
                    lat_len, med * 1e3, times[0] * 1e3, lat_reps);
-            print_quant_stats(be, "latency calls");
+            printf("#   %ld of the %d calls replayed a recorded CUDA graph (%ld recorded in the warm-up)\n", rep1 - rep0,
+                   lat_reps, rec0);
+            print_quant_stats(be, rep1 > rep0 ? "latency calls, replays not counted" : "latency calls");
             snprintf(lat[n_lat].name, sizeof lat[n_lat].name, "%s", v->name);
             lat[n_lat].ms = med * 1e3, lat[n_lat].min_ms = times[0] * 1e3;
             lat[n_lat].weights_gb = weights_gb;

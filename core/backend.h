@@ -95,6 +95,19 @@ struct qh_backend {
      * now, else QH_EINPUT with "<what> need X GB of ..., more than the Y GB free ...". */
     uint64_t (*weight_bytes)(qh_backend *be, const qh_tensor *host_view);
     int (*check_capacity)(qh_backend *be, uint64_t bytes, const char *what);
+    /* Optional, all five or none (CUDA graphs): record a stretch of ops once and replay it, for
+     * work where the cost of issuing each op rivals its run time (one short sequence). Between
+     * capture_begin and capture_end the ops queue nothing and run nothing; capture_end returns
+     * QH_OK with *graph set, or QH_OK with *graph NULL where the ops could not be recorded
+     * (something in them waits for the device, or profiling is on): run them plainly then.
+     * graph_run replays the ops with the addresses they saw, so inputs change only in place
+     * (write: copy host bytes into t's existing storage). It returns QH_OK, or 1 where the
+     * backend has since moved memory the recording uses (free it and record again). */
+    int (*capture_begin)(qh_backend *be);
+    int (*capture_end)(qh_backend *be, void **graph);
+    int (*graph_run)(qh_backend *be, void *graph);
+    void (*graph_free)(qh_backend *be, void *graph);
+    int (*write)(qh_backend *be, const void *host, qh_tensor *t);
 };
 
 /* "cpu", "cuda" or "auto" (CUDA when built with it and a device is present, else CPU). */

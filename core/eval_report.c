@@ -60,6 +60,7 @@ static cJSON *variant_json(const qh_eval_context *ctx, const qh_eval_result *r)
     add_num(s, "latency_p50_ms", r->latency_p50_ms);
     add_num(s, "latency_p95_ms", r->latency_p95_ms);
     add_num(s, "latency_samples", r->latency_samples);
+    add_num(s, "latency_graph_replays", r->latency_replayed);
     cJSON *mem = cJSON_AddObjectToObject(v, "memory");
     add_num(mem, "weight_bytes", r->weight_bytes);
     add_num(mem, "peak_bytes", r->peak_memory_bytes);
@@ -228,8 +229,8 @@ void qh_eval_print_table(FILE *out, const qh_eval_context *ctx, const qh_eval_re
     }
     for (int i = 0; i < n; i++)
         if (isfinite(r[i].latency_p50_ms))
-            fprintf(out, "%s batch-1 latency: p50 %.2f ms, p95 %.2f ms (%d tweets)\n", r[i].variant, r[i].latency_p50_ms,
-                    r[i].latency_p95_ms, r[i].latency_samples);
+            fprintf(out, "%s batch-1 latency: p50 %.2f ms, p95 %.2f ms (%d tweets, %d replayed from a recorded CUDA graph)\n",
+                    r[i].variant, r[i].latency_p50_ms, r[i].latency_p95_ms, r[i].latency_samples, r[i].latency_replayed);
     if (n) fprintf(out, "energy: %s; emissions at %.0f g CO2-eq/kWh%s\n", r[0].energy.source, ctx->carbon_intensity,
                    ctx->carbon_intensity_is_default ? " (default world average, --carbon-intensity to change)" : "");
 }

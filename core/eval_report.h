@@ -26,6 +26,7 @@ typedef struct {
     double load_seconds, eval_seconds, tweets_per_second, tokens_per_second;
     double latency_p50_ms, latency_p95_ms; /* batch 1; NaN without --latency */
     int latency_samples;
+    int latency_replayed; /* of those, passes replayed from a recorded CUDA graph */
     /* memory */
     double weight_bytes;
     double peak_memory_bytes;

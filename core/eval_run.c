@@ -82,8 +82,11 @@ static int measure_latency(qh_feature_extractor *fx, const qh_token_split *s, in
     float *h = malloc(sizeof(float) * (size_t)fx->model->cfg.hidden_size);
     unsigned char *warm = calloc((size_t)max_len + 1, 1); /* lengths run once already */
     int rc = (!ms || !h || !warm) ? qh_fail(QH_ESYS, "out of memory") : QH_OK;
+    long rec, rep0, rep1;
+    qh_llama_ctx_graph_counts(fx->ctx, &rec, &rep0);
     for (int pass = 0; pass < 2 && !rc; pass++)
         for (int i = 0; i < n && !rc; i++) {
+            if (pass == 1 && i == 0) qh_llama_ctx_graph_counts(fx->ctx, &rec, &rep0);
             int64_t k = (int64_t)i * s->n / n; /* spread over the split, not just its first tweets */
             int32_t len = (int32_t)(s->offsets[k + 1] - s->offsets[k]);
             if (pass == 0) { /* warm-up: the first tweet of each length */
@@ -99,6 +102,8 @@ static int measure_latency(qh_feature_extractor *fx, const qh_token_split *s, in
         r->latency_p50_ms = qh_percentile(ms, n, 50);
         r->latency_p95_ms = qh_percentile(ms, n, 95);
         r->latency_samples = n;
+        qh_llama_ctx_graph_counts(fx->ctx, &rec, &rep1);
+        r->latency_replayed = (int)(rep1 - rep0);
     }
     free(ms);
     free(h);

@@ -17,6 +17,26 @@
 
 enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_XLAST, B_ALAST, B_COUNT };
 
+/* One sequence of up to GRAPH_MAX_TOKENS tokens (batch-1 latency) is run from a recording of its
+ * ops where the backend can record them (CUDA graphs): such a pass is ~230 short launches, and
+ * replaying them saves the cost of issuing each one (7B on an H100: fp16 6.29 -> 5.83 ms, int8
+ * 6.54 -> 5.88 ms; nf4's own kernels launch cheaply, 4.42 -> 4.41 ms; bench/NOTES.md). A
+ * recording keeps the addresses it saw, so each length has its own, with its own input tensors;
+ * it is made on the length's first pass, right after that pass ran plainly (every buffer has
+ * its size by then). Up to 64 tokens the quantized products run their small-batch kernels,
+ * which never wait for the device (larger int8 batches wait for their outlier count, which no
+ * recording can hold). */
+#define GRAPH_MAX_TOKENS 64
+#define GRAPH_SLOTS 96
+
+typedef struct {
+    int len;     /* tokens; 0: a free slot */
+    int failed;  /* the ops could not be recorded: this length runs plainly */
+    void *graph; /* NULL until recorded */
+    qh_tensor in[4]; /* the recording's ids, positions, starts, last_rows */
+    unsigned long used;
+} graph_slot;
+
 struct qh_llama_ctx {
     qh_llama_model *m;
     int batch_tokens;
@@ -25,7 +45,58 @@ struct qh_llama_ctx {
     qh_tensor arena; /* holds Q, K, V, ATT and, after o_proj, GATE and UP (views) */
     int32_t *h_pos, *h_starts, *h_last; /* host staging for the batch description */
     int h_cap_tokens, h_cap_seqs;
+    int no_graphs;
+    graph_slot *slots; /* GRAPH_SLOTS, allocated on first use */
+    unsigned long tick;
+    long recorded, replayed;
 };
+
+static void slot_clear(qh_llama_ctx *ctx, graph_slot *gs)
+{
+    qh_backend *be = ctx->m->be;
+    if (gs->graph) be->graph_free(be, gs->graph);
+    for (int i = 0; i < 4; i++)
+        if (gs->in[i].data) be->release(be, &gs->in[i]);
+    memset(gs, 0, sizeof *gs);
+}
+
+static void graphs_clear(qh_llama_ctx *ctx)
+{
+    for (int i = 0; ctx->slots && i < GRAPH_SLOTS; i++) slot_clear(ctx, &ctx->slots[i]);
+}
+
+/* The slot of sequences of len tokens: the one that has them, else a free one, else the one
+ * used longest ago (its recording dropped). NULL only when out of host memory. */
+static graph_slot *slot_for(qh_llama_ctx *ctx, int len)
+{
+    if (!ctx->slots && !(ctx->slots = calloc(GRAPH_SLOTS, sizeof *ctx->slots))) return NULL;
+    graph_slot *pick = NULL;
+    for (int i = 0; i < GRAPH_SLOTS; i++) {
+        graph_slot *gs = &ctx->slots[i];
+        if (gs->len == len) {
+            pick = gs;
+            break;
+        }
+        if (!pick || (pick->len && (!gs->len || gs->used < pick->used))) pick = gs;
+    }
+    if (pick->len != len) {
+        slot_clear(ctx, pick);
+        pick->len = len;
+    }
+    pick->used = ++ctx->tick;
+    return pick;
+}
+
+void qh_llama_ctx_set_graphs(qh_llama_ctx *ctx, int on)
+{
+    ctx->no_graphs = !on;
+    if (!on) graphs_clear(ctx);
+}
+
+void qh_llama_ctx_graph_counts(const qh_llama_ctx *ctx, long *recorded, long *replayed)
+{
+    *recorded = ctx->recorded, *replayed = ctx->replayed;
+}
 
 /* Q, K, V and ATT are dead once o_proj has read ATT (or its gathered rows), and GATE and UP are
  * written after it: both sets live in one arena. */
@@ -83,9 +154,17 @@ static int ensure_capacity(qh_llama_ctx *ctx, int tokens, int seqs)
 {
     if (tokens <= ctx->cap_tokens && seqs <= ctx->cap_seqs) return QH_OK;
     if (tokens < ctx->cap_tokens) tokens = ctx->cap_tokens;
+    /* room for every recorded length (and a batch of as many sequences) at once, so that growing
+     * for a longer one does not drop the recordings of the shorter ones */
+    int least = ctx->batch_tokens < GRAPH_MAX_TOKENS ? ctx->batch_tokens : GRAPH_MAX_TOKENS;
+    if (ctx->m->be->capture_begin && !ctx->no_graphs) {
+        if (tokens < least) tokens = least;
+        if (seqs < least) seqs = least;
+    }
     if (seqs < ctx->cap_seqs) seqs = ctx->cap_seqs;
     int rc = check_workspace(ctx->m, tokens, seqs, "a micro-batch");
     if (rc) return rc;
+    graphs_clear(ctx); /* the recordings use the buffers about to move */
     release_buffers(ctx);
     qh_backend *be = ctx->m->be;
     buffer_shapes(ctx->m, tokens, seqs, ctx->buf);
@@ -153,6 +232,8 @@ int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out)
 void qh_llama_ctx_free(qh_llama_ctx *ctx)
 {
     if (!ctx) return;
+    graphs_clear(ctx);
+    free(ctx->slots);
     release_buffers(ctx);
     free(ctx->h_pos);
     free(ctx->h_starts);
@@ -165,37 +246,17 @@ void qh_llama_ctx_free(qh_llama_ctx *ctx)
         if ((rc = (call))) goto out; \
     } while (0)
 
-/* One micro-batch: n_seqs sequences, n_tokens tokens, already on the host in ids. */
-static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, int n_tokens,
-                         float *hidden, int *ticket)
+/* The device work of one micro-batch, from the embedding to the final norm: the pooled hidden
+ * states end in buf[B_XLAST] (fp32). */
+static int run_layers(qh_llama_ctx *ctx, const qh_batch *bp)
 {
     qh_llama_model *m = ctx->m;
     qh_backend *be = m->be;
     const qh_llama_config *c = &m->cfg;
-    int rc = ensure_capacity(ctx, n_tokens, n_seqs);
-    if (!rc) rc = ensure_host(ctx, n_tokens, n_seqs);
-    if (rc) return rc;
-    qh_batch b = {.n_seqs = n_seqs, .n_tokens = n_tokens, .host_starts = ctx->h_starts};
-    int row = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        ctx->h_starts[s] = row;
-        for (int i = 0; i < lengths[s]; i++) ctx->h_pos[row + i] = i;
-        row += lengths[s];
-        ctx->h_last[s] = row - 1;
-        if (lengths[s] > b.max_len) b.max_len = lengths[s];
-    }
-    ctx->h_starts[n_seqs] = row;
-    b.ids = qh_tensor_1d(QH_I32, n_tokens);
-    b.positions = qh_tensor_1d(QH_I32, n_tokens);
-    b.starts = qh_tensor_1d(QH_I32, n_seqs + 1);
-    b.last_rows = qh_tensor_1d(QH_I32, n_seqs);
-    TRY(be->upload(be, ids, &b.ids));
-    TRY(be->upload(be, ctx->h_pos, &b.positions));
-    TRY(be->upload(be, ctx->h_starts, &b.starts));
-    TRY(be->upload(be, ctx->h_last, &b.last_rows));
-
+    const qh_batch b = *bp;
+    int rc = QH_OK;
     qh_tensor v[B_COUNT];
-    for (int i = 0; i < B_COUNT; i++) v[i] = qh_tensor_head_rows(&ctx->buf[i], i >= B_XLAST ? n_seqs : n_tokens);
+    for (int i = 0; i < B_COUNT; i++) v[i] = qh_tensor_head_rows(&ctx->buf[i], i >= B_XLAST ? b.n_seqs : b.n_tokens);
     float eps = (float)c->rms_norm_eps;
     TRY(be->embed(be, &m->embed, &b.ids, &v[B_X]));
     for (int l = 0; l < c->num_layers; l++) {
@@ -224,10 +285,10 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
             att = &v[B_ALAST];
             x = &v[B_XLAST];
             xs = *x;
-            ts = qh_tensor_head_rows(tmp, n_seqs);
-            xns = qh_tensor_head_rows(xn, n_seqs);
-            gs = qh_tensor_head_rows(gate, n_seqs);
-            us = qh_tensor_head_rows(up, n_seqs);
+            ts = qh_tensor_head_rows(tmp, b.n_seqs);
+            xns = qh_tensor_head_rows(xn, b.n_seqs);
+            gs = qh_tensor_head_rows(gate, b.n_seqs);
+            us = qh_tensor_head_rows(up, b.n_seqs);
             x = &xs, tmp = &ts, xn = &xns, gate = &gs, up = &us;
         }
         if (be->linear_add) {
@@ -253,13 +314,111 @@ static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *l
     }
     qh_tensor final_x = v[B_XLAST]; /* normalised in place: the hidden states stay fp32 */
     TRY(be->rmsnorm(be, &final_x, &m->final_norm, eps, &final_x));
+out:
+    return rc;
+}
+
+/* Plays the recording of run_layers for gs's length, or runs plainly and then records (inputs in
+ * gs's tensors, at the addresses the recording keeps; b's inputs are set to them). */
+static int run_recorded(qh_llama_ctx *ctx, graph_slot *gs, const int32_t *ids, qh_batch *b)
+{
+    qh_backend *be = ctx->m->be;
+    int rc;
+    if (gs->graph) {
+        rc = be->write(be, ids, &gs->in[0]);
+        if (!rc) rc = be->graph_run(be, gs->graph);
+        if (rc != 1) {
+            ctx->replayed += !rc;
+            return rc;
+        }
+        int len = gs->len; /* the backend moved memory the recording reads: record again */
+        slot_clear(ctx, gs);
+        gs->len = len, gs->used = ++ctx->tick;
+    }
+    const void *host[4] = {ids, ctx->h_pos, ctx->h_starts, ctx->h_last};
+    qh_tensor *bt[4] = {&b->ids, &b->positions, &b->starts, &b->last_rows};
+    rc = QH_OK;
+    for (int i = 0; !rc && i < 4; i++) {
+        if (!gs->in[i].data) {
+            gs->in[i] = *bt[i];
+            rc = be->upload(be, host[i], &gs->in[i]);
+            if (rc) gs->in[i].data = NULL;
+        } else if (i == 0) {
+            rc = be->write(be, host[i], &gs->in[i]); /* the others depend on the length alone */
+        }
+    }
+    for (int i = 0; !rc && i < 4; i++) *bt[i] = gs->in[i];
+    if (!rc) rc = run_layers(ctx, b);
+    if (rc) return rc;
+    int r = be->capture_begin(be);
+    if (r == 1) return QH_OK; /* not now (profiling): plain runs until it can */
+    if (r) return r;
+    int ops = run_layers(ctx, b); /* recorded, not run */
+    void *g = NULL;
+    rc = be->capture_end(be, &g);
+    if (ops && g) {
+        be->graph_free(be, g);
+        g = NULL;
+    }
+    if (ops) qh_clear_error(); /* the plain run above succeeded: an op refused to be recorded */
+    if (!rc && !g) { /* this length runs plainly from now on */
+        int len = gs->len;
+        slot_clear(ctx, gs);
+        gs->len = len, gs->failed = 1, gs->used = ++ctx->tick;
+    }
+    gs->graph = g;
+    ctx->recorded += g != NULL;
+    return rc;
+}
+
+/* One micro-batch: n_seqs sequences, n_tokens tokens, already on the host in ids. */
+static int forward_micro(qh_llama_ctx *ctx, const int32_t *ids, const int32_t *lengths, int n_seqs, int n_tokens,
+                         float *hidden, int *ticket)
+{
+    qh_llama_model *m = ctx->m;
+    qh_backend *be = m->be;
+    int rc = ensure_capacity(ctx, n_tokens, n_seqs);
+    if (!rc) rc = ensure_host(ctx, n_tokens, n_seqs);
+    if (rc) return rc;
+    qh_batch b = {.n_seqs = n_seqs, .n_tokens = n_tokens, .host_starts = ctx->h_starts};
+    int row = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ctx->h_starts[s] = row;
+        for (int i = 0; i < lengths[s]; i++) ctx->h_pos[row + i] = i;
+        row += lengths[s];
+        ctx->h_last[s] = row - 1;
+        if (lengths[s] > b.max_len) b.max_len = lengths[s];
+    }
+    ctx->h_starts[n_seqs] = row;
+    b.ids = qh_tensor_1d(QH_I32, n_tokens);
+    b.positions = qh_tensor_1d(QH_I32, n_tokens);
+    b.starts = qh_tensor_1d(QH_I32, n_seqs + 1);
+    b.last_rows = qh_tensor_1d(QH_I32, n_seqs);
+    graph_slot *gs = NULL;
+    if (n_seqs == 1 && n_tokens <= GRAPH_MAX_TOKENS && !ctx->no_graphs && be->capture_begin) {
+        gs = slot_for(ctx, n_tokens);
+        if (!gs) return qh_fail(QH_ESYS, "out of memory");
+        if (gs->failed) gs = NULL;
+    }
+    if (gs) {
+        TRY(run_recorded(ctx, gs, ids, &b));
+    } else {
+        TRY(be->upload(be, ids, &b.ids));
+        TRY(be->upload(be, ctx->h_pos, &b.positions));
+        TRY(be->upload(be, ctx->h_starts, &b.starts));
+        TRY(be->upload(be, ctx->h_last, &b.last_rows));
+        TRY(run_layers(ctx, &b));
+    }
+    qh_tensor final_x = qh_tensor_head_rows(&ctx->buf[B_XLAST], n_seqs);
     if (ticket) TRY(be->download_start(be, &final_x, hidden, ticket)); /* lands while the next batch runs */
     else TRY(be->download_f32(be, &final_x, hidden));
 out:
-    be->release(be, &b.ids);
-    be->release(be, &b.positions);
-    be->release(be, &b.starts);
-    be->release(be, &b.last_rows);
+    if (!gs) { /* a slot's inputs stay with its recording */
+        be->release(be, &b.ids);
+        be->release(be, &b.positions);
+        be->release(be, &b.starts);
+        be->release(be, &b.last_rows);
+    }
     return rc;
 }
 

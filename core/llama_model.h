@@ -51,6 +51,12 @@ int qh_default_batch_tokens(const qh_llama_model *m);
 /* Workspace for micro-batches of up to batch_tokens tokens (longer sequences grow it). */
 int qh_llama_ctx_create(qh_llama_model *m, int batch_tokens, qh_llama_ctx **out);
 void qh_llama_ctx_free(qh_llama_ctx *ctx);
+/* Whether a micro-batch of one sequence of up to 64 tokens (batch-1 latency) runs from a
+ * recording of its ops where the backend can record them (CUDA graphs; default on): the same
+ * numbers at a fraction of the launch cost. A length is recorded on its first pass and replayed
+ * from its second; counts: recordings made and passes replayed so far. */
+void qh_llama_ctx_set_graphs(qh_llama_ctx *ctx, int on);
+void qh_llama_ctx_graph_counts(const qh_llama_ctx *ctx, long *recorded, long *replayed);
 
 /* Sequences back to back in ids (lengths[s] tokens each, all >= 1); writes hidden[n_seqs, H]
  * in fp32, in the given order. Token ids are checked against the vocabulary first. Sequences

@@ -223,3 +223,19 @@ const char *tu_fixtures(void)
     return e && *e ? e : "tests/fixtures";
 #endif
 }
+
+long tu_forward_pair_diff(qh_llama_ctx *a, qh_llama_ctx *b, int n_seqs, int len, int vocab, int h, uint64_t *rng)
+{
+    size_t n = (size_t)n_seqs * (size_t)len, nh = (size_t)n_seqs * (size_t)h;
+    int32_t *ids = malloc(sizeof *ids * n), *lens = malloc(sizeof *lens * (size_t)n_seqs);
+    float *ha = malloc(sizeof *ha * nh), *hb = malloc(sizeof *hb * nh);
+    assert_true(ids && lens && ha && hb);
+    for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(tu_rand_u64(rng) % (uint64_t)vocab);
+    for (int s = 0; s < n_seqs; s++) lens[s] = len;
+    if (qh_llama_forward(a, ids, lens, n_seqs, ha) || qh_llama_forward(b, ids, lens, n_seqs, hb))
+        fail_msg("forward: %s", qh_last_error());
+    long d = 0;
+    for (size_t i = 0; i < nh; i++) d += memcmp(&ha[i], &hb[i], sizeof(float)) != 0;
+    free(ids), free(lens), free(ha), free(hb);
+    return d;
+}

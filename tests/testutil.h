@@ -53,4 +53,12 @@ float *tu_from_backend(qh_backend *be, const qh_tensor *t);
  * directory this test was built with. */
 const char *tu_fixtures(void);
 
+/* ---- forward passes (core/llama_model.h) ---- */
+#include "llama_model.h"
+
+/* One forward pass of n_seqs sequences of len random token ids (below vocab) through both
+ * contexts (same model or not); returns how many of the hidden values differ bit for bit
+ * (h: hidden size). Fails the test on an error. */
+long tu_forward_pair_diff(qh_llama_ctx *a, qh_llama_ctx *b, int n_seqs, int len, int vocab, int h, uint64_t *rng);
+
 #endif

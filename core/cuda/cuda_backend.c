@@ -10,7 +10,11 @@
  *
  * Everything runs in order on one stream; memory comes from the stream-ordered pool
  * (cudaMallocAsync), which keeps freed blocks for reuse, so the per-micro-batch allocations of
- * llama_forward.c cost no device synchronisation. Only download_f32 and sync wait for the GPU. */
+ * llama_forward.c cost no device synchronisation. Only download_f32 and sync wait for the GPU.
+ * A batch-1 pass can be recorded once as a CUDA graph and replayed (capture_begin, graph_run:
+ * backend.h); memory of the backend's own that kernels read (the rotary table, the quantized
+ * products' scratch) counts as moved whenever it is reallocated, which makes older recordings
+ * stale. */
 #include "cuda_gemm.h"
 #include "cuda_internal.h"
 #include "cuda_quant.h"
@@ -42,6 +46,9 @@ typedef struct {
     int attn_kind;
     int sms, cc_major;
     unsigned long gen;         /* see qh_cu_be_generation */
+    /* bumped whenever memory of the backend's own that kernels read moves (the rotary table,
+     * cuda_quant.c's scratch): a graph recorded before then would read freed memory */
+    unsigned long epoch;
     struct qh_cu_quant *quant; /* cuda_quant.c's state */
     size_t free_limit; /* tests: device memory counted as free at most (0: no limit) */
     int precise; /* fp32 mode: weights and activations in fp32, SGEMM (qh_cuda_set_precision) */
@@ -452,7 +459,11 @@ cudaStream_t qh_cu_be_stream(qh_backend *be) { return ((cu_impl *)be->impl)->str
 int qh_cu_be_sm_count(qh_backend *be) { return ((cu_impl *)be->impl)->sms; }
 int qh_cu_be_cc_major(qh_backend *be) { return ((cu_impl *)be->impl)->cc_major; }
 int qh_cu_be_alloc(qh_backend *be, size_t bytes, void **p) { return dev_alloc(be->impl, bytes, p); }
-void qh_cu_be_free(qh_backend *be, void *p, size_t bytes) { dev_free(be->impl, p, bytes); }
+void qh_cu_be_free(qh_backend *be, void *p, size_t bytes)
+{
+    ((cu_impl *)be->impl)->epoch++; /* scratch or a weight moves: recorded graphs are stale */
+    dev_free(be->impl, p, bytes);
+}
 int qh_cu_be_err(cudaError_t e, const char *what) { return cuda_err(e, what); }
 void qh_cu_be_mark(qh_backend *be, int kind) { prof_mark(be->impl, kind); }
 unsigned long qh_cu_be_generation(qh_backend *be) { return ((cu_impl *)be->impl)->gen; }
@@ -513,6 +524,7 @@ static int rope_table(cu_impl *im, int hd, double theta, int n_pos, qh_cuda_rope
             return rc;
         }
         im->rope_hd = hd, im->rope_theta = theta, im->rope_npos = n_pos;
+        im->epoch++;
     }
     tab->cs = im->rope_cs;
     tab->inv_freq = im->rope_inv;
@@ -698,6 +710,79 @@ static int cu_gather_rows(qh_backend *be, const qh_tensor *x, const qh_tensor *r
     return rc;
 }
 
+/* ---- graphs: record a forward pass once, replay it (backend.h) ------------------------------ */
+
+typedef struct {
+    cudaGraphExec_t exec;
+    unsigned long epoch; /* im->epoch when recorded */
+} cu_graph;
+
+static int cu_capture_begin(qh_backend *be)
+{
+    cu_impl *im = be->impl;
+    if (im->prof) return 1; /* per-op events need the ops run one by one */
+    qh_cu_quant_begin_capture(be);
+    /* thread-local: only this thread's calls that would wait for the device break the recording */
+    int rc = cuda_err(cudaStreamBeginCapture(im->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    if (rc) qh_cu_quant_after_capture(be);
+    return rc;
+}
+
+static int cu_capture_end(qh_backend *be, void **graph)
+{
+    cu_impl *im = be->impl;
+    *graph = NULL;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(im->stream, &g);
+    /* the recorded ops' host-side bookkeeping describes work that did not run */
+    im->gen++;
+    qh_cu_quant_after_capture(be);
+    cudaGraphExec_t exec = NULL;
+    if (e == cudaSuccess && g) e = cudaGraphInstantiate(&exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (e != cudaSuccess || !exec) { /* an op waited for the device or did something else a graph cannot hold */
+        cudaGetLastError();
+        return QH_OK;
+    }
+    cu_graph *cg = malloc(sizeof *cg);
+    if (!cg) {
+        cudaGraphExecDestroy(exec);
+        return qh_fail(QH_ESYS, "out of memory");
+    }
+    cg->exec = exec, cg->epoch = im->epoch;
+    *graph = cg;
+    return QH_OK;
+}
+
+static int cu_graph_run(qh_backend *be, void *graph)
+{
+    cu_impl *im = be->impl;
+    cu_graph *cg = graph;
+    if (cg->epoch != im->epoch || im->prof) return 1;
+    im->gen++; /* the replayed ops wrote memory */
+    qh_cu_quant_before_replay(be);
+    return cuda_err(cudaGraphLaunch(cg->exec, im->stream), "cudaGraphLaunch");
+}
+
+static void cu_graph_free(qh_backend *be, void *graph)
+{
+    cu_graph *cg = graph;
+    if (!cg) return;
+    cudaStreamSynchronize(((cu_impl *)be->impl)->stream); /* no replay of it in flight (rare: eviction) */
+    cudaGraphExecDestroy(cg->exec);
+    free(cg);
+}
+
+static int cu_write(qh_backend *be, const void *host, qh_tensor *t)
+{
+    cu_impl *im = be->impl;
+    im->gen++;
+    size_t n = qh_tensor_nbytes(t);
+    int rc = n ? cuda_err(cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, im->stream), "write") : QH_OK;
+    prof_mark(im, QH_CUDA_OP_COPY);
+    return rc;
+}
+
 /* ---- extras (qh_cuda.h) ----------------------------------------------------------------------- */
 
 void qh_cuda_memory(const qh_backend *be, size_t *live, size_t *peak)
@@ -862,6 +947,11 @@ int qh_cuda_backend_create(qh_backend **out)
     be->linear_qkv = cu_linear_qkv;
     be->add = cu_add;
     be->gather_rows = cu_gather_rows;
+    be->capture_begin = cu_capture_begin;
+    be->capture_end = cu_capture_end;
+    be->graph_run = cu_graph_run;
+    be->graph_free = cu_graph_free;
+    be->write = cu_write;
     *out = be;
     return QH_OK;
 }

@@ -16,6 +16,14 @@ int qh_cu_q_ensure(qh_backend *be, qh_cu_dbuf *b, size_t bytes, int zero)
     if (b->cap >= bytes && b->p) return QH_OK;
     bytes = (bytes + 255) & ~(size_t)255;
     if (bytes < 256) bytes = 256;
+    /* Small scratch (a few tokens' worth: batch-1 passes) grows to powers of two, so that it
+     * settles after a few growths: each one moves memory that recorded graphs read, which then
+     * have to be recorded again (cuda_backend.c). Large batches' scratch keeps its exact size. */
+    if (bytes <= ((size_t)16 << 20)) {
+        size_t p2 = 256;
+        while (p2 < bytes) p2 <<= 1;
+        bytes = p2;
+    }
     qh_cu_be_free(be, b->p, b->cap);
     b->p = NULL, b->cap = 0;
     int rc = qh_cu_be_alloc(be, bytes, &b->p);

@@ -73,5 +73,15 @@ void qh_cu_quant_norm_written(qh_backend *be, const qh_tensor *out);
 void qh_cu_quant_free(qh_backend *be);
 /* A quantized weight is going away: forget the weight order learned for nf4 prefetching. */
 void qh_cu_quant_forget(qh_backend *be);
+/* Recording ops into a graph (cuda_backend.c): a recording must not lean on device work queued
+ * before it (an nf4 weight prefetched by the plain run before) nor leave any behind (the prefetch
+ * of the next pass's weight, on the side stream), so between begin and after the nf4 products
+ * dequantize every weight themselves on the main stream and prefetch nothing. After a recording,
+ * and before a replay, which weight each dequantization buffer holds is forgotten (the recorded
+ * bookkeeping describes work that did not run; a replay's work has no bookkeeping), and a replay
+ * first waits for prefetches still running on the side stream, which write those buffers. */
+void qh_cu_quant_begin_capture(qh_backend *be);
+void qh_cu_quant_after_capture(qh_backend *be);
+void qh_cu_quant_before_replay(qh_backend *be);
 
 #endif

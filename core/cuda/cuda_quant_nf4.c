@@ -73,7 +73,7 @@ static int nf4_weight_buffer(qh_backend *be, struct qh_cu_quant *q, const qh_ten
     cudaStream_t s = qh_cu_be_stream(be);
     size_t bytes = sizeof(uint16_t) * (size_t)(nf4_part_rows(q, w) * w->shape[1]);
     int rc = QH_OK;
-    if (!q->no_prefetch && !q->side) {
+    if (!q->no_prefetch && !q->side && !q->capturing) {
         rc = qh_cu_be_err(cudaStreamCreateWithFlags(&q->side, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int i = 0; !rc && i < 2; i++) {
             rc = qh_cu_be_err(cudaEventCreateWithFlags(&q->ready[i], cudaEventDisableTiming), "cudaEventCreate");
@@ -81,26 +81,27 @@ static int nf4_weight_buffer(qh_backend *be, struct qh_cu_quant *q, const qh_ten
         }
         if (rc) return rc;
     }
-    const int nbuf = q->side ? 2 : 1;
+    cudaStream_t side = q->capturing ? NULL : q->side; /* a recording keeps to the main stream */
+    const int nbuf = side ? 2 : 1;
     if (q->deq[0].cap < bytes || (nbuf == 2 && q->deq[1].cap < bytes)) {
         /* growing (the first layers only): nothing may be writing the old buffers */
-        if (q->side) rc = qh_cu_be_err(cudaStreamSynchronize(q->side), "synchronize");
+        if (side) rc = qh_cu_be_err(cudaStreamSynchronize(side), "synchronize");
         for (int i = 0; !rc && i < nbuf; i++) {
             rc = qh_cu_q_ensure(be, &q->deq[i], bytes, 0);
             q->deq_w[i] = NULL;
         }
         /* the side stream may use the new memory only once the main stream has made it */
-        if (!rc && q->side) rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
+        if (!rc && side) rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize");
         if (rc) return rc;
     }
     for (int i = 0; i < nbuf; i++)
         if (q->deq_w[i] == w && q->deq_part[i] == part) {
             *cur = i;
-            return q->side ? qh_cu_be_err(cudaStreamWaitEvent(s, q->ready[i], 0), "cudaStreamWaitEvent") : QH_OK;
+            return side ? qh_cu_be_err(cudaStreamWaitEvent(s, q->ready[i], 0), "cudaStreamWaitEvent") : QH_OK;
         }
     int c = nbuf == 2 ? q->deq_last ^ 1 : 0;
     /* a mispredicted prefetch may still be writing this buffer */
-    if (q->side) rc = qh_cu_be_err(cudaStreamWaitEvent(s, q->ready[c], 0), "cudaStreamWaitEvent");
+    if (side) rc = qh_cu_be_err(cudaStreamWaitEvent(s, q->ready[c], 0), "cudaStreamWaitEvent");
     if (!rc) rc = nf4_dequant_part(s, q, w, part, q->deq[c].p);
     q->deq_w[c] = rc ? NULL : w;
     q->deq_part[c] = part;
@@ -129,7 +130,8 @@ static int nf4_prefetch(struct qh_cu_quant *q, const qh_tensor *w, int part, int
         }
         q->prev_w = w;
     }
-    if (!q->side || !next || (next == w && next_part == part) || next->dtype != QH_NF4 || next->ndim != 2)
+    if (!q->side || q->capturing || !next || (next == w && next_part == part) || next->dtype != QH_NF4 ||
+        next->ndim != 2)
         return QH_OK;
     const int o = cur ^ 1;
     if ((q->deq_w[o] == next && q->deq_part[o] == next_part) ||
@@ -151,6 +153,26 @@ void qh_cu_quant_forget(qh_backend *be)
     q->deq_w[0] = q->deq_w[1] = NULL;
     q->n_order = 0;
     q->prev_w = NULL;
+}
+
+void qh_cu_quant_begin_capture(qh_backend *be)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    if (q) q->deq_w[0] = q->deq_w[1] = NULL, q->capturing = 1;
+}
+
+void qh_cu_quant_after_capture(qh_backend *be)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    if (q) q->deq_w[0] = q->deq_w[1] = NULL, q->capturing = 0;
+}
+
+void qh_cu_quant_before_replay(qh_backend *be)
+{
+    struct qh_cu_quant *q = *qh_cu_be_quant(be);
+    if (!q) return;
+    if (q->side) cudaStreamSynchronize(q->side);
+    q->deq_w[0] = q->deq_w[1] = NULL;
 }
 
 int qh_cu_nf4_small_run(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *const *w,
@@ -204,7 +226,7 @@ int qh_cu_nf4_linear(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, 
         if (!rc)
             rc = qh_cu_be_gemm_f16_cols(be, x, q->deq[cur].p, rows, (char *)y->data + (size_t)r0 * (f32y ? 4 : 2),
                                         y->dtype, w->shape[0], accumulate ? 1.0f : 0.0f);
-        if (!rc && q->side) rc = qh_cu_be_err(cudaEventRecord(q->freed[cur], s), "cudaEventRecord");
+        if (!rc && q->side && !q->capturing) rc = qh_cu_be_err(cudaEventRecord(q->freed[cur], s), "cudaEventRecord");
         if (!rc) rc = nf4_prefetch(q, w, part, cur);
     }
     q->st.nf4_dequant++;

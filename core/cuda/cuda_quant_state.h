@@ -65,6 +65,7 @@ struct qh_cu_quant {
     int n_order;
     const qh_tensor *prev_w;
     int no_prefetch;
+    int capturing; /* ops are being recorded into a graph: no prefetching (see qh_cu_quant_begin_capture) */
     int no_swiglu; /* int8: linear_swiglu runs the plain ops (benchmarks compare) */
     int wgmma_mode; /* int8 products with their epilogue in one kernel: QH_CUDA_I8_WGMMA_* (0: auto) */
     int64_t chunk;
