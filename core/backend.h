@@ -96,13 +96,15 @@ struct qh_backend {
     uint64_t (*weight_bytes)(qh_backend *be, const qh_tensor *host_view);
     int (*check_capacity)(qh_backend *be, uint64_t bytes, const char *what);
     /* Optional, all five or none (CUDA graphs): record a stretch of ops once and replay it, for
-     * work where the cost of issuing each op rivals its run time (one short sequence). Between
-     * capture_begin and capture_end the ops queue nothing and run nothing; capture_end returns
-     * QH_OK with *graph set, or QH_OK with *graph NULL where the ops could not be recorded
-     * (something in them waits for the device, or profiling is on): run them plainly then.
-     * graph_run replays the ops with the addresses they saw, so inputs change only in place
-     * (write: copy host bytes into t's existing storage). It returns QH_OK, or 1 where the
-     * backend has since moved memory the recording uses (free it and record again). */
+     * work where issuing each op costs a good part of its run time (one short sequence).
+     * capture_begin returns QH_OK (recording), 1 (not now: profiling is on) or an error. Between
+     * it and capture_end the ops queue nothing and run nothing (an op's error there means only
+     * that it cannot be recorded); capture_end returns QH_OK with *graph set, or QH_OK with
+     * *graph NULL where the ops could not be recorded (one waits for the device): run them
+     * plainly then. graph_run replays the ops with the addresses they saw, so inputs change only
+     * in place (write: copy host bytes into t's existing storage). It returns QH_OK, or 1 where
+     * it cannot replay now: the backend has since moved memory the recording reads, or profiling
+     * is on (free it; run plainly and record again). */
     int (*capture_begin)(qh_backend *be);
     int (*capture_end)(qh_backend *be, void **graph);
     int (*graph_run)(qh_backend *be, void *graph);

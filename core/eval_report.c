@@ -228,9 +228,13 @@ void qh_eval_print_table(FILE *out, const qh_eval_context *ctx, const qh_eval_re
         fputc('\n', out);
     }
     for (int i = 0; i < n; i++)
-        if (isfinite(r[i].latency_p50_ms))
-            fprintf(out, "%s batch-1 latency: p50 %.2f ms, p95 %.2f ms (%d tweets, %d replayed from a recorded CUDA graph)\n",
-                    r[i].variant, r[i].latency_p50_ms, r[i].latency_p95_ms, r[i].latency_samples, r[i].latency_replayed);
+        if (isfinite(r[i].latency_p50_ms)) {
+            char replays[64] = "";
+            if (r[i].latency_replayed)
+                snprintf(replays, sizeof replays, ", %d replayed from a recorded CUDA graph", r[i].latency_replayed);
+            fprintf(out, "%s batch-1 latency: p50 %.2f ms, p95 %.2f ms (%d tweets%s)\n", r[i].variant, r[i].latency_p50_ms,
+                    r[i].latency_p95_ms, r[i].latency_samples, replays);
+        }
     if (n) fprintf(out, "energy: %s; emissions at %.0f g CO2-eq/kWh%s\n", r[0].energy.source, ctx->carbon_intensity,
                    ctx->carbon_intensity_is_default ? " (default world average, --carbon-intensity to change)" : "");
 }

@@ -127,6 +127,8 @@ static void test_all_variants_reports_agree(void **state)
         }
         assert_true(get(v, "speed", "eval_seconds")->valuedouble > 0);
         assert_true(get(v, "speed", "latency_p95_ms")->valuedouble >= get(v, "speed", "latency_p50_ms")->valuedouble);
+        /* the CPU backend records no graphs: every timed pass ran op by op */
+        assert_int_equal((int)get(v, "speed", "latency_graph_replays")->valuedouble, 0);
         assert_true(get(v, "memory", "weight_bytes")->valuedouble > 0);
         /* energy: a measurement or an honest null, never both missing and numeric */
         const cJSON *e = get(v, "energy", NULL);
