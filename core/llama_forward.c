@@ -24,8 +24,8 @@ enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_XLAST, B_ALAST, B
  * recording keeps the addresses it saw, so each length has its own, with its own input tensors;
  * it is made on the length's first pass, right after that pass ran plainly (every buffer has
  * its size by then). Up to 64 tokens the quantized products run their small-batch kernels,
- * which never wait for the device (larger int8 batches wait for their outlier count, which no
- * recording can hold). */
+ * which do not wait for the device (larger int8 batches wait for their outlier count); where an
+ * op does wait, no recording can hold it, and that length runs plainly from then on. */
 #define GRAPH_MAX_TOKENS 64
 #define GRAPH_SLOTS 96
 
