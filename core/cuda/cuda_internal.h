@@ -1,5 +1,5 @@
-/* Shared between the CUDA backend's files: the backend state (cuda_backend.c) and the kernel
- * launchers (cuda_kernels.cu, cuda_attention.cu), which take raw device pointers. */
+/* Shared between the CUDA backend's files: the backend (cuda_backend.c, cuda_ops.c) and the
+ * kernel launchers (cuda_kernels.cu, cuda_attention.cu), which take raw device pointers. */
 #ifndef QHEAD_CUDA_INTERNAL_H
 #define QHEAD_CUDA_INTERNAL_H
 

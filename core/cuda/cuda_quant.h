@@ -1,5 +1,6 @@
 /* Quantized weights in the CUDA backend: the host side (cuda_quant*.c; kernels in
- * cuda_quant.cu) and the few services of cuda_backend.c it uses. C only. */
+ * cuda_quant.cu) and the few services of the backend (cuda_backend.c, cuda_ops.c) it uses.
+ * C only. */
 #ifndef QHEAD_CUDA_QUANT_H
 #define QHEAD_CUDA_QUANT_H
 
@@ -11,7 +12,7 @@
 
 struct qh_cu_quant;
 
-/* ---- services of cuda_backend.c ---- */
+/* ---- services of the backend (cuda_backend.c; the matrix products in cuda_ops.c) ---- */
 cudaStream_t qh_cu_be_stream(qh_backend *be);
 int qh_cu_be_sm_count(qh_backend *be);
 int qh_cu_be_cc_major(qh_backend *be); /* compute capability, major */
