@@ -27,14 +27,11 @@ enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_XLAST, B_ALAST, B
  * which do not wait for the device (larger int8 batches wait for their outlier count); where an
  * op does wait, no recording can hold it, and that length runs plainly from then on. */
 #define GRAPH_MAX_TOKENS 64
-#define GRAPH_SLOTS 96
 
 typedef struct {
-    int len;     /* tokens; 0: a free slot */
     int failed;  /* the ops could not be recorded: this length runs plainly */
     void *graph; /* NULL until recorded */
     qh_tensor in[4]; /* the recording's ids, positions, starts, last_rows */
-    unsigned long used;
 } graph_slot;
 
 struct qh_llama_ctx {
@@ -46,8 +43,7 @@ struct qh_llama_ctx {
     int32_t *h_pos, *h_starts, *h_last; /* host staging for the batch description */
     int h_cap_tokens, h_cap_seqs;
     int no_graphs;
-    graph_slot *slots; /* GRAPH_SLOTS, allocated on first use */
-    unsigned long tick;
+    graph_slot *slots; /* [GRAPH_MAX_TOKENS], by length; allocated on first use */
     long recorded, replayed;
 };
 
@@ -62,29 +58,14 @@ static void slot_clear(qh_llama_ctx *ctx, graph_slot *gs)
 
 static void graphs_clear(qh_llama_ctx *ctx)
 {
-    for (int i = 0; ctx->slots && i < GRAPH_SLOTS; i++) slot_clear(ctx, &ctx->slots[i]);
+    for (int i = 0; ctx->slots && i < GRAPH_MAX_TOKENS; i++) slot_clear(ctx, &ctx->slots[i]);
 }
 
-/* The slot of sequences of len tokens: the one that has them, else a free one, else the one
- * used longest ago (its recording dropped). NULL only when out of host memory. */
+/* The slot of sequences of len tokens (1..GRAPH_MAX_TOKENS); NULL only when out of host memory. */
 static graph_slot *slot_for(qh_llama_ctx *ctx, int len)
 {
-    if (!ctx->slots && !(ctx->slots = calloc(GRAPH_SLOTS, sizeof *ctx->slots))) return NULL;
-    graph_slot *pick = NULL;
-    for (int i = 0; i < GRAPH_SLOTS; i++) {
-        graph_slot *gs = &ctx->slots[i];
-        if (gs->len == len) {
-            pick = gs;
-            break;
-        }
-        if (!pick || (pick->len && (!gs->len || gs->used < pick->used))) pick = gs;
-    }
-    if (pick->len != len) {
-        slot_clear(ctx, pick);
-        pick->len = len;
-    }
-    pick->used = ++ctx->tick;
-    return pick;
+    if (!ctx->slots && !(ctx->slots = calloc(GRAPH_MAX_TOKENS, sizeof *ctx->slots))) return NULL;
+    return &ctx->slots[len - 1];
 }
 
 void qh_llama_ctx_set_graphs(qh_llama_ctx *ctx, int on)
@@ -331,9 +312,7 @@ static int run_recorded(qh_llama_ctx *ctx, graph_slot *gs, const int32_t *ids, q
             ctx->replayed += !rc;
             return rc;
         }
-        int len = gs->len; /* the backend moved memory the recording reads: record again */
-        slot_clear(ctx, gs);
-        gs->len = len, gs->used = ++ctx->tick;
+        slot_clear(ctx, gs); /* the backend moved memory the recording reads: record again */
     }
     const void *host[4] = {ids, ctx->h_pos, ctx->h_starts, ctx->h_last};
     qh_tensor *bt[4] = {&b->ids, &b->positions, &b->starts, &b->last_rows};
@@ -362,9 +341,8 @@ static int run_recorded(qh_llama_ctx *ctx, graph_slot *gs, const int32_t *ids, q
     }
     if (ops) qh_clear_error(); /* the plain run above succeeded: an op refused to be recorded */
     if (!rc && !g) { /* this length runs plainly from now on */
-        int len = gs->len;
         slot_clear(ctx, gs);
-        gs->len = len, gs->failed = 1, gs->used = ++ctx->tick;
+        gs->failed = 1;
     }
     gs->graph = g;
     ctx->recorded += g != NULL;
