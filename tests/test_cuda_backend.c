@@ -581,19 +581,6 @@ static void check_model(backends *b, const char *name)
 static void test_model_mha(void **state) { check_model(*state, "mha"); }
 static void test_model_gqa(void **state) { check_model(*state, "gqa"); }
 
-/* One step of test_graph_replay: a pass of n sequences of len tokens through both contexts
- * (recordings on, off), the same hidden states bit for bit; then the recording counts. */
-static void graph_step(qh_llama_ctx *on, qh_llama_ctx *off, const qh_llama_model *m, int n, int len, uint64_t *rng,
-                       long want_recorded, long want_replayed)
-{
-    long d = tu_forward_pair_diff(on, off, n, len, m->cfg.vocab_size, m->cfg.hidden_size, rng), rec, rep;
-    qh_llama_ctx_graph_counts(on, &rec, &rep);
-    printf("#   %d x %d tokens: %ld hidden values differ; %ld recorded, %ld replayed so far\n", n, len, d, rec, rep);
-    assert_int_equal(d, 0);
-    assert_int_equal(rec, want_recorded);
-    assert_int_equal(rep, want_replayed);
-}
-
 /* A micro-batch of one sequence of up to 64 tokens is recorded as a CUDA graph on its length's
  * first pass and replayed from the second (llama_forward.c): the hidden states are those of
  * launching every op, bit for bit, for new token ids in a recorded length and across lengths;
@@ -617,22 +604,22 @@ static void test_graph_replay(void **state)
     qh_llama_ctx_set_graphs(off, 0);
     qh_llama_ctx_set_graphs(off2, 0);
     uint64_t rng = 17;
-    graph_step(on, off, m, 1, 5, &rng, 1, 0);
-    graph_step(on, off, m, 1, 5, &rng, 1, 1);
-    graph_step(on, off, m, 1, 9, &rng, 2, 1);
-    graph_step(on, off, m, 1, 5, &rng, 2, 2);
-    graph_step(on, off, m, 1, 9, &rng, 2, 3);
-    graph_step(on2, off2, m2, 1, 7, &rng, 1, 0); /* the rotary table is rebuilt for theta 1e4 */
-    graph_step(on, off, m, 1, 5, &rng, 3, 3); /* stale: recorded again */
-    graph_step(on, off, m, 1, 5, &rng, 3, 4);
-    graph_step(on, off, m, 1, 60, &rng, 4, 4); /* beyond --batch-tokens: the workspace grows */
-    graph_step(on, off, m, 1, 60, &rng, 4, 5);
-    graph_step(on, off, m, 1, 5, &rng, 5, 5); /* dropped with the old workspace */
-    graph_step(on, off, m, 1, 5, &rng, 5, 6);
-    graph_step(on, off, m, 1, 65, &rng, 5, 6); /* too long to record */
-    graph_step(on, off, m, 1, 65, &rng, 5, 6);
-    graph_step(on, off, m, 3, 5, &rng, 5, 6); /* several sequences */
-    graph_step(on, off, m, 3, 5, &rng, 5, 6);
+    tu_graph_step(on, off, m, 1, 5, &rng, 1, 0);
+    tu_graph_step(on, off, m, 1, 5, &rng, 1, 1);
+    tu_graph_step(on, off, m, 1, 9, &rng, 2, 1);
+    tu_graph_step(on, off, m, 1, 5, &rng, 2, 2);
+    tu_graph_step(on, off, m, 1, 9, &rng, 2, 3);
+    tu_graph_step(on2, off2, m2, 1, 7, &rng, 1, 0); /* the rotary table is rebuilt for theta 1e4 */
+    tu_graph_step(on, off, m, 1, 5, &rng, 3, 3); /* stale: recorded again */
+    tu_graph_step(on, off, m, 1, 5, &rng, 3, 4);
+    tu_graph_step(on, off, m, 1, 60, &rng, 4, 4); /* beyond --batch-tokens: the workspace grows */
+    tu_graph_step(on, off, m, 1, 60, &rng, 4, 5);
+    tu_graph_step(on, off, m, 1, 5, &rng, 5, 5); /* dropped with the old workspace */
+    tu_graph_step(on, off, m, 1, 5, &rng, 5, 6);
+    tu_graph_step(on, off, m, 1, 65, &rng, 5, 6); /* too long to record */
+    tu_graph_step(on, off, m, 1, 65, &rng, 5, 6);
+    tu_graph_step(on, off, m, 3, 5, &rng, 5, 6); /* several sequences */
+    tu_graph_step(on, off, m, 3, 5, &rng, 5, 6);
     qh_llama_ctx_free(on), qh_llama_ctx_free(off), qh_llama_ctx_free(on2), qh_llama_ctx_free(off2);
     qh_llama_free(m), qh_llama_free(m2);
 }

@@ -239,3 +239,14 @@ long tu_forward_pair_diff(qh_llama_ctx *a, qh_llama_ctx *b, int n_seqs, int len,
     free(ids), free(lens), free(ha), free(hb);
     return d;
 }
+
+void tu_graph_step(qh_llama_ctx *on, qh_llama_ctx *off, const qh_llama_model *m, int n_seqs, int len, uint64_t *rng,
+                   long want_recorded, long want_replayed)
+{
+    long d = tu_forward_pair_diff(on, off, n_seqs, len, m->cfg.vocab_size, m->cfg.hidden_size, rng), rec, rep;
+    qh_llama_ctx_graph_counts(on, &rec, &rep);
+    printf("#   %d x %d tokens: %ld hidden values differ; %ld recorded, %ld replayed so far\n", n_seqs, len, d, rec, rep);
+    assert_int_equal(d, 0);
+    assert_int_equal(rec, want_recorded);
+    assert_int_equal(rep, want_replayed);
+}

@@ -60,5 +60,9 @@ const char *tu_fixtures(void);
  * contexts (same model or not); returns how many of the hidden values differ bit for bit
  * (h: hidden size). Fails the test on an error. */
 long tu_forward_pair_diff(qh_llama_ctx *a, qh_llama_ctx *b, int n_seqs, int len, int vocab, int h, uint64_t *rng);
+/* The same for one pass of m through `on` (graphs on) and `off` (graphs off): no value may
+ * differ, and on's recording counts (qh_llama_ctx_graph_counts) must then be the ones given. */
+void tu_graph_step(qh_llama_ctx *on, qh_llama_ctx *off, const qh_llama_model *m, int n_seqs, int len, uint64_t *rng,
+                   long want_recorded, long want_replayed);
 
 #endif
