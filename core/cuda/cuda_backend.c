@@ -171,15 +171,22 @@ static void cu_release(qh_backend *be, qh_tensor *t)
     t->owned = 0;
 }
 
-static int cu_upload(qh_backend *be, const void *host, qh_tensor *t)
+/* host -> t's storage. From pageable memory the call returns once the bytes are staged: host
+ * may be reused. */
+static int cu_write(qh_backend *be, const void *host, qh_tensor *t)
 {
     cu_impl *im = be->impl;
-    int rc = cu_alloc(be, t);
-    if (rc) return rc;
+    im->gen++;
     size_t n = qh_tensor_nbytes(t);
-    /* From pageable memory the call returns once the bytes are staged: host may be reused. */
-    if (n) rc = cuda_err(cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, im->stream), "upload");
+    int rc = n ? cuda_err(cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, im->stream), "upload") : QH_OK;
     prof_mark(im, QH_CUDA_OP_COPY);
+    return rc;
+}
+
+static int cu_upload(qh_backend *be, const void *host, qh_tensor *t)
+{
+    int rc = cu_alloc(be, t);
+    if (!rc) rc = cu_write(be, host, t);
     if (rc) cu_release(be, t);
     return rc;
 }
@@ -407,8 +414,8 @@ static int cu_graph_run(qh_backend *be, void *graph)
     cu_graph *cg = graph;
     if (cg->epoch != im->epoch || im->prof) return 1;
     im->gen++; /* the replayed ops wrote memory */
-    qh_cu_quant_before_replay(be);
-    return cuda_err(cudaGraphLaunch(cg->exec, im->stream), "cudaGraphLaunch");
+    int rc = qh_cu_quant_before_replay(be);
+    return rc ? rc : cuda_err(cudaGraphLaunch(cg->exec, im->stream), "cudaGraphLaunch");
 }
 
 static void cu_graph_free(qh_backend *be, void *graph)
@@ -418,16 +425,6 @@ static void cu_graph_free(qh_backend *be, void *graph)
     cudaStreamSynchronize(((cu_impl *)be->impl)->stream); /* no replay of it in flight (rare: eviction) */
     cudaGraphExecDestroy(cg->exec);
     free(cg);
-}
-
-static int cu_write(qh_backend *be, const void *host, qh_tensor *t)
-{
-    cu_impl *im = be->impl;
-    im->gen++;
-    size_t n = qh_tensor_nbytes(t);
-    int rc = n ? cuda_err(cudaMemcpyAsync(t->data, host, n, cudaMemcpyHostToDevice, im->stream), "write") : QH_OK;
-    prof_mark(im, QH_CUDA_OP_COPY);
-    return rc;
 }
 
 /* ---- extras (qh_cuda.h) ----------------------------------------------------------------------- */

@@ -124,8 +124,8 @@ static int rope_table(qh_backend *be, int hd, double theta, int n_pos, qh_cuda_r
             im->rope_cs = NULL, im->rope_inv = NULL;
             return rc;
         }
-        im->rope_hd = hd, im->rope_theta = theta, im->rope_npos = n_pos;
-        im->epoch++;
+        im->rope_hd = hd, im->rope_theta = theta, im->rope_npos = n_pos; /* (qh_cu_be_free above bumped
+                                                                            * the epoch: graphs are stale) */
     }
     tab->cs = im->rope_cs;
     tab->inv_freq = im->rope_inv;

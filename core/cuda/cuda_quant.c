@@ -74,6 +74,7 @@ void qh_cu_quant_free(qh_backend *be)
         if (q->ready[i]) cudaEventDestroy(q->ready[i]);
         if (q->freed[i]) cudaEventDestroy(q->freed[i]);
     }
+    if (q->side_idle) cudaEventDestroy(q->side_idle);
     if (q->side) cudaStreamDestroy(q->side);
     free(q);
     *slot = NULL;

@@ -83,6 +83,6 @@ void qh_cu_quant_forget(qh_backend *be);
  * first waits for prefetches still running on the side stream, which write those buffers. */
 void qh_cu_quant_begin_capture(qh_backend *be);
 void qh_cu_quant_after_capture(qh_backend *be);
-void qh_cu_quant_before_replay(qh_backend *be);
+int qh_cu_quant_before_replay(qh_backend *be);
 
 #endif

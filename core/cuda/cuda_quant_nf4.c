@@ -79,6 +79,7 @@ static int nf4_weight_buffer(qh_backend *be, struct qh_cu_quant *q, const qh_ten
             rc = qh_cu_be_err(cudaEventCreateWithFlags(&q->ready[i], cudaEventDisableTiming), "cudaEventCreate");
             if (!rc) rc = qh_cu_be_err(cudaEventCreateWithFlags(&q->freed[i], cudaEventDisableTiming), "cudaEventCreate");
         }
+        if (!rc) rc = qh_cu_be_err(cudaEventCreateWithFlags(&q->side_idle, cudaEventDisableTiming), "cudaEventCreate");
         if (rc) return rc;
     }
     cudaStream_t side = q->capturing ? NULL : q->side; /* a recording keeps to the main stream */
@@ -167,12 +168,16 @@ void qh_cu_quant_after_capture(qh_backend *be)
     if (q) q->deq_w[0] = q->deq_w[1] = NULL, q->capturing = 0;
 }
 
-void qh_cu_quant_before_replay(qh_backend *be)
+int qh_cu_quant_before_replay(qh_backend *be)
 {
     struct qh_cu_quant *q = *qh_cu_be_quant(be);
-    if (!q) return;
-    if (q->side) cudaStreamSynchronize(q->side);
+    if (!q) return QH_OK;
     q->deq_w[0] = q->deq_w[1] = NULL;
+    if (!q->side) return QH_OK;
+    /* the main stream, not the host, waits for the prefetches queued so far */
+    int rc = qh_cu_be_err(cudaEventRecord(q->side_idle, q->side), "cudaEventRecord");
+    if (!rc) rc = qh_cu_be_err(cudaStreamWaitEvent(qh_cu_be_stream(be), q->side_idle, 0), "cudaStreamWaitEvent");
+    return rc;
 }
 
 int qh_cu_nf4_small_run(qh_backend *be, struct qh_cu_quant *q, const qh_tensor *x, const qh_tensor *const *w,

@@ -59,6 +59,7 @@ struct qh_cu_quant {
     int deq_last;              /* buffer of the latest product */
     cudaStream_t side;
     cudaEvent_t ready[2], freed[2];
+    cudaEvent_t side_idle; /* the side stream's work so far (a replay waits for it) */
     struct {
         const qh_tensor *w, *next;
     } order[NF4_ORDER_MAX];
