@@ -32,6 +32,8 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l)
         at += up256((size_t)l->n_blocks);
         l->off_nested = at;
         at += up256((size_t)l->n_nested * sizeof(float));
+        l->off_nested127 = at;
+        at += up256((size_t)l->n_nested * sizeof(float));
     } else {
         l->off_scale = at;
         at += up256((size_t)l->n_blocks * sizeof(float));
@@ -63,19 +65,23 @@ int qh_nf4_small_plan_of(int64_t t, const int64_t *n, int nw, int paired, int64_
         (rows == 256 && t > 32)) /* beyond 32 tokens the accumulators leave no room for 32 rows a warp */
         return 0;
 
-    /* Measured on an H100 at 30 tokens (bench/NOTES.md, session 5): 128 rows per block beat 256
-     * (fewer registers, no spills), and the best number of splits is the one that gives each
-     * multiprocessor about one block: q/k/v 2 (38 us; 3-8: 44-52), gate/up 2 (57; 3-8: 61-80),
-     * o_proj 5-6 (20 us; 2: 26), down_proj 6 (37 us; 8: 46). More splits cost a larger
-     * reduction and larger clusters, fewer of which fit at once. */
+    /* Measured on an H100 at 30 tokens (bench/NOTES.md, sessions 5 and 11): 128 rows per block
+     * beat 256 (fewer registers, no spills), and the best number of splits is the largest that
+     * keeps the blocks within about 1.5 per multiprocessor (two fit on one): q/k/v 2 (192
+     * blocks; 3-8: 31-39 us against 28), o_proj 6 (192; 5: 13.8 us, 6: 12.6, 8: 16.2), down_proj 6
+     * (192), gate/up 2 (the fewest that keep a block within 32 steps; 3-8 slower). More splits
+     * cost a larger reduction and larger clusters, fewer of which fit at once; fewer leave
+     * multiprocessors idle. */
     const int64_t steps = k / QH_NF4_SMALL_KSTEP;
     const int best_rows = rows ? rows : 128;
     const int per_tile = paired ? best_rows / 2 : best_rows;
     int64_t best_tiles = 0;
     for (int i = 0; i < (paired ? 1 : nw); i++) best_tiles += (n[i] + per_tile - 1) / per_tile;
     if (best_tiles > 0x7fffffff) return 0;
-    int64_t want = (steps + QH_NF4_SMALL_MAX_STEPS - 1) / QH_NF4_SMALL_MAX_STEPS; /* the fewest that fit */
-    if (n_sm > 0 && want < (n_sm + best_tiles - 1) / best_tiles) want = (n_sm + best_tiles - 1) / best_tiles;
+    int64_t want = n_sm > 0 ? 3 * (int64_t)n_sm / (2 * best_tiles) : 1;
+    if (want < 1) want = 1;
+    if (want < (steps + QH_NF4_SMALL_MAX_STEPS - 1) / QH_NF4_SMALL_MAX_STEPS) /* the fewest that fit */
+        want = (steps + QH_NF4_SMALL_MAX_STEPS - 1) / QH_NF4_SMALL_MAX_STEPS;
     if (want > QH_NF4_SMALL_MAX_SPLITS) want = QH_NF4_SMALL_MAX_SPLITS;
     const int64_t best_splits = splits ? splits : want;
     if ((steps + best_splits - 1) / best_splits > QH_NF4_SMALL_MAX_STEPS) return 0;

@@ -8,7 +8,9 @@
  *         4-element aligned output row), then scale (SCB) fp32 [rows], then SCB / 127 fp32
  *         [rows] (the epilogue's factor, divided once at upload instead of once per output);
  *   nf4:  codes [ceil(rows * cols / 2)] exactly as in the file, then either absmax fp32
- *         [n_blocks], or qabsmax int8 [n_blocks] and nested_absmax fp32 [n_nested]. */
+ *         [n_blocks], or qabsmax int8 [n_blocks], nested_absmax fp32 [n_nested] and
+ *         nested_absmax / 127 fp32 [n_nested] (the factor every absmax decode multiplies by,
+ *         divided once at upload instead of once per decode: the same bits). */
 #ifndef QHEAD_QUANT_GPU_PLAN_H
 #define QHEAD_QUANT_GPU_PLAN_H
 
@@ -23,6 +25,7 @@ typedef struct {
     size_t codes_bytes;
     size_t off_scale, off_qabsmax, off_nested; /* byte offsets; 0 where a part is absent */
     size_t off_scale127;                       /* int8: SCB / 127 */
+    size_t off_nested127;                      /* nf4 with double quantization: nested / 127 */
     size_t total;
 } qh_quant_dev_layout;
 
@@ -76,8 +79,8 @@ typedef struct {
 
 /* Plan the product of x[t, k] with nw nf4 weights of n[i] rows (paired: gate and up, nw 2,
  * equal rows) of the given blocksize on a GPU with n_sm multiprocessors. By default 128 rows per
- * block and as many splits as fill the multiprocessors once (at least as many as keep each block
- * within 32 steps, at most 8). rows / splits > 0 force a choice (benchmarks, tests). Returns 1,
+ * block and the most splits that keep the blocks within about 1.5 per multiprocessor (at least
+ * as many as keep each block within 32 steps, at most 8). rows / splits > 0 force a choice (benchmarks, tests). Returns 1,
  * or 0 where the kernel does not apply (t outside 1..32, k not a multiple of 64, blocksize not
  * 64 times a power of two, k beyond 8 blocks of 32 steps, a forced choice that does not fit): the
  * dequantize-and-cuBLAS path then runs. */

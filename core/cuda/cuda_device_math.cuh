@@ -8,12 +8,16 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+/* v / 127, rounded as the CPU divides: int8's row factors and nf4's double-quantization factors,
+ * divided once at upload (qh_cu_div127). */
+__device__ __forceinline__ float qh_div127(float v) { return __fdiv_rn(v, 127.0f); }
+
 /* An nf4 block's absmax, as qh_nf4_absmax: with double quantization q * (nested / 127) +
- * offset, each step rounded. */
+ * offset, each step rounded (nested / 127 divided at upload). */
 __device__ __forceinline__ float qh_nf4_scale(const qh_cu_nf4 &w, int64_t b)
 {
     if (!w.qabsmax) return w.absmax[b];
-    return __fadd_rn(__fmul_rn((float)w.qabsmax[b], __fdiv_rn(w.nested[b >> w.nested_shift], 127.0f)), w.offset);
+    return __fadd_rn(__fmul_rn((float)w.qabsmax[b], w.nested127[b >> w.nested_shift]), w.offset);
 }
 
 /* Programmatic dependent launch (Hopper): a kernel may let the next kernel in the stream start
@@ -142,7 +146,7 @@ __device__ __forceinline__ float qh_silu_mul(float g, float u) { return g / (1.0
 /* LLM.int8()'s dequantization of an int32 product sum: (acc * s_token) * (SCB_row / 127), as
  * ../cpu/cpu_linear_quant.c does it; the row factor SCB / 127 on its own (divided once per row
  * where a kernel can: the wgmma epilogue reads it from the weight's device layout). */
-__device__ __forceinline__ float qh_i8_row_factor(float scb) { return __fdiv_rn(scb, 127.0f); }
+__device__ __forceinline__ float qh_i8_row_factor(float scb) { return qh_div127(scb); }
 __device__ __forceinline__ float qh_i8_dequant_f(int32_t acc, float sx, float f)
 {
     return __fmul_rn(__fmul_rn((float)acc, sx), f);

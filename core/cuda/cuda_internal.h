@@ -132,8 +132,9 @@ int qh_cu_i8_swiglu_codes(cudaStream_t s, const int32_t *acc_g, const int32_t *a
                           int64_t kp);
 int qh_cu_i8_swiglu_codes_ok(const int32_t *acc_g, const int32_t *acc_u, int64_t ldc, const float *scb_g,
                              const float *scb_u, const void *out, int64_t n, const int8_t *xq, int64_t kp);
-/* f[i] = scb[i] / 127 (rounded as qh_i8_dequant divides), i < n: the wgmma epilogue's factors. */
-int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n);
+/* f[i] = v[i] / 127 (rounded as qh_i8_dequant divides), i < n: the wgmma epilogue's factors
+ * (v: int8's SCB) and nf4's double-quantization factors (v: the nested absmax). */
+int qh_cu_div127(cudaStream_t s, const float *v, float *f, int64_t n);
 /* The int8 product and its epilogue in one kernel (Hopper wgmma, cuda_i8_gemm.cu): y[t, n] (+)=
  * (xq[t, kp] w[n, kp]^T * sx[t]) * f[n] (+ extra[t, n], fp32, fp16 y stored only), f = SCB / 127
  * (qh_cu_i8_scale127), y fp16 or fp32 (f32y): exactly what the int32 product followed by
@@ -155,7 +156,7 @@ typedef struct {
     const uint8_t *codes; /* two per byte, high nibble first, the weight flattened row-major */
     const float *absmax;  /* [n_blocks], or NULL with double quantization: */
     const int8_t *qabsmax;
-    const float *nested;
+    const float *nested127; /* nested absmax / 127 (qh_cu_div127) */
     float offset;
     int blocksize;
     int blocksize_shift; /* log2(blocksize) when a power of two, else -1 */

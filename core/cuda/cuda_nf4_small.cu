@@ -32,6 +32,7 @@
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <type_traits>
 
 namespace cg = cooperative_groups;
 
@@ -150,25 +151,59 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
         reinterpret_cast<uint32_t *>(xbuf + b * NT * 8 * XLD + (a.t + rest / (XLD / 2)) * XLD)[rest % (XLD / 2)] = 0u;
     }
     if (tid < 16) lv[tid] = a.levels[tid];
-    /* absmax of (row, step), double quantization decoded here once: a row per thread (two
-     * threads per row at 128 rows), its loads unrolled so that they are in flight together */
+    /* absmax of (row, step), double quantization decoded here once */
     {
-        const int lr = tid % R, sg = seg_of_row(lr), part = tid / R, parts = THREADS / R;
-        const int64_t row = row_of(lr);
-        const bool live = row < pick(a.n, sg);
-        const qh_cu_nf4 ws = pick(a.w, sg);
-        const int64_t b0 = (live ? row : 0) * (k >> 6) + (kb >> 6);
+        const int64_t kq = k >> 6;
+        /* the usual case (blocksize 64, double quantization, a row's and a split's absmax codes
+         * 4-byte aligned): four steps per thread and load, their nested factor loaded once (a
+         * nested block, 256 absmax, never splits a group of four) */
+        const bool quad = a.bs_shift == 0 && a.w[0].qabsmax && (a.nw < 2 || a.w[1].qabsmax) &&
+                          (a.nw < 3 || a.w[2].qabsmax) && kq % 4 == 0 && (kb >> 6) % 4 == 0;
+        if (quad) {
+            /* item i = lr * groups + group, items tid, tid + THREADS, ...: (lr, group) advanced
+             * without a division per item */
+            const int groups = (steps + 3) >> 2, dl = THREADS / groups, dg = THREADS % groups;
+            int lr = tid / groups, grp = tid % groups;
+#pragma unroll 4
+            for (; lr < R; lr += dl, grp += dg, lr += grp >= groups, grp -= grp >= groups ? groups : 0) {
+                const int st = 4 * grp, sg = seg_of_row(lr);
+                const int64_t row = row_of(lr);
+                const qh_cu_nf4 &ws = pick(a.w, sg);
+                float v[4] = {0.f, 0.f, 0.f, 0.f};
+                if (row < pick(a.n, sg)) {
+                    const int64_t b = row * kq + (kb >> 6) + st;
+                    const uint32_t c = *reinterpret_cast<const uint32_t *>(ws.qabsmax + b);
+                    const float f = ws.nested127[b >> ws.nested_shift];
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        v[e] = __fadd_rn(__fmul_rn((float)(int8_t)(c >> (8 * e)), f), ws.offset);
+                }
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (st + e < steps) amx[lr * AMAX_LD + st + e] = __float2half2_rn(v[e]);
+            }
+        } else { /* a row per thread (two threads per row at 128 rows), loads unrolled */
+            const int lr = tid % R, sg = seg_of_row(lr), part = tid / R, parts = THREADS / R;
+            const int64_t row = row_of(lr);
+            const bool live = row < pick(a.n, sg);
+            const qh_cu_nf4 ws = pick(a.w, sg);
+            const int64_t b0 = (live ? row : 0) * kq + (kb >> 6);
 #pragma unroll 8
-        for (int st = part; st < steps; st += parts)
-            amx[lr * AMAX_LD + st] = __float2half2_rn(live ? qh_nf4_scale(ws, (b0 + st) >> a.bs_shift) : 0.f);
+            for (int st = part; st < steps; st += parts)
+                amx[lr * AMAX_LD + st] = __float2half2_rn(live ? qh_nf4_scale(ws, (b0 + st) >> a.bs_shift) : 0.f);
+        }
     }
     __syncthreads();
     /* table: word e * 32 + l holds code byte e's two levels (a copy per lane: 32 look-ups of
-     * random bytes hit 32 banks) */
-    for (int i = tid; i < LUT_WORDS; i += THREADS) {
-        const int e = i >> 5;
-        __half2 h = __floats2half2_rn(lv[e >> 4], lv[e & 15]);
-        lut[i] = *reinterpret_cast<uint32_t *>(&h);
+     * random bytes hit 32 banks). Thread e writes byte e's 32 copies, 16 bytes a store, its
+     * stores rotated by e so that each quarter warp's stores fall in distinct banks. */
+    static_assert(LUT_WORDS == 32 * THREADS, "one code byte per thread");
+    {
+        __half2 h = __floats2half2_rn(lv[tid >> 4], lv[tid & 15]);
+        const uint32_t wv = *reinterpret_cast<uint32_t *>(&h);
+        const uint4 w4 = make_uint4(wv, wv, wv, wv);
+#pragma unroll
+        for (int r = 0; r < 8; r++) reinterpret_cast<uint4 *>(lut + tid * 32)[(r + tid) & 7] = w4;
     }
     /* Everything so far read only weights: with programmatic dependent launch it overlapped the
      * kernel before (RMSNorm, attention, the gate/up product). x and y from here on. */
@@ -256,36 +291,53 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     const int64_t yn = pick(a.n, bseg);
     void *yp = pick(a.y, bseg);
     cluster.sync();
-    const float *src[MAXS];
+    /* Each output of this block's share: every split's partial sum loaded first (all in flight
+     * together), then added in split order. S, the cluster's size, is a compile-time constant
+     * (a uniform switch below), so exactly S partial sums are loaded. */
+    auto reduce = [&](auto s_const) {
+        constexpr int S = decltype(s_const)::value;
+        const float *src[S];
 #pragma unroll
-    for (int s = 0; s < MAXS; s++) src[s] = s < splits ? cluster.map_shared_rank(red, s) : red;
-    for (int e = rank * share + tid; e < e1; e += THREADS) {
-        const int tok = e >> rshift, r = e - tok * rout; /* rout = 1 << rshift */
-        const int64_t row = r0 + r;
-        /* every split's partial sum loaded first (all in flight together; past the cluster's
-         * blocks src is this block's own), then added in split order */
-        float pv[MAXS], pu[MAXS];
+        for (int s = 0; s < S; s++) src[s] = cluster.map_shared_rank(red, s);
+        for (int e = rank * share + tid; e < e1; e += THREADS) {
+            const int tok = e >> rshift, r = e - tok * rout; /* rout = 1 << rshift */
+            const int64_t row = r0 + r;
+            float pv[S], pu[S];
 #pragma unroll
-        for (int s = 0; s < MAXS; s++) {
-            pv[s] = src[s][tok * RLD + r];
-            pu[s] = a.paired ? src[s][tok * RLD + r + R / 2] : 0.f;
+            for (int s = 0; s < S; s++) pv[s] = src[s][tok * RLD + r];
+            if (a.paired) {
+#pragma unroll
+                for (int s = 0; s < S; s++) pu[s] = src[s][tok * RLD + r + R / 2];
+            }
+            float v = 0.f, u = 0.f;
+#pragma unroll
+            for (int s = 0; s < S; s++) v += pv[s];
+            if (row >= yn) continue;
+            const int64_t i = (int64_t)tok * yn + row;
+            if (a.paired) { /* the plain path: gate and up rounded to fp16, then silu_mul */
+#pragma unroll
+                for (int s = 0; s < S; s++) u += pu[s];
+                const float gh = qh_round_h(v), uh = qh_round_h(u);
+                static_cast<__half *>(yp)[i] = __float2half_rn(qh_silu_mul(gh, uh));
+            } else if (a.y_type == QH_CU_F32) {
+                float *yf = static_cast<float *>(yp);
+                yf[i] = a.accumulate ? yf[i] + v : v;
+            } else {
+                __half *yh = static_cast<__half *>(yp);
+                yh[i] = __float2half_rn(a.accumulate ? __half2float(yh[i]) + v : v);
+            }
         }
-        float v = 0.f, u = 0.f;
-#pragma unroll
-        for (int s = 0; s < MAXS; s++)
-            if (s < splits) v += pv[s], u += pu[s];
-        if (row >= yn) continue;
-        const int64_t i = (int64_t)tok * yn + row;
-        if (a.paired) { /* the plain path: gate and up rounded to fp16, then silu_mul */
-            const float gh = qh_round_h(v), uh = qh_round_h(u);
-            static_cast<__half *>(yp)[i] = __float2half_rn(qh_silu_mul(gh, uh));
-        } else if (a.y_type == QH_CU_F32) {
-            float *yf = static_cast<float *>(yp);
-            yf[i] = a.accumulate ? yf[i] + v : v;
-        } else {
-            __half *yh = static_cast<__half *>(yp);
-            yh[i] = __float2half_rn(a.accumulate ? __half2float(yh[i]) + v : v);
-        }
+    };
+    static_assert(MAXS == 8, "one case per cluster size");
+    switch (splits) {
+    case 1: reduce(std::integral_constant<int, 1>{}); break;
+    case 2: reduce(std::integral_constant<int, 2>{}); break;
+    case 3: reduce(std::integral_constant<int, 3>{}); break;
+    case 4: reduce(std::integral_constant<int, 4>{}); break;
+    case 5: reduce(std::integral_constant<int, 5>{}); break;
+    case 6: reduce(std::integral_constant<int, 6>{}); break;
+    case 7: reduce(std::integral_constant<int, 7>{}); break;
+    default: reduce(std::integral_constant<int, 8>{}); break;
     }
     /* No block leaves while the others may still read its shared memory. Nothing is published
      * here (every remote read above has returned: its value was added), so the arrival is

@@ -121,7 +121,7 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
                                   cudaMemcpyHostToDevice, s);
         if (!e && rows)
             e = cudaMemcpyAsync(out->quant.scale, host->quant.scale, (size_t)rows * sizeof(float), cudaMemcpyHostToDevice, s);
-        if (!e && rows) e = (cudaError_t)qh_cu_i8_scale127(s, out->quant.scale, (float *)(dev + l.off_scale127), rows);
+        if (!e && rows) e = (cudaError_t)qh_cu_div127(s, out->quant.scale, (float *)(dev + l.off_scale127), rows);
     } else {
         if (l.codes_bytes) e = cudaMemcpyAsync(dev, host->data, l.codes_bytes, cudaMemcpyHostToDevice, s);
         if (!e && l.n_blocks && out->quant.scale)
@@ -132,6 +132,8 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
             if (!e)
                 e = cudaMemcpyAsync(out->quant.nested_absmax, host->quant.nested_absmax,
                                     (size_t)l.n_nested * sizeof(float), cudaMemcpyHostToDevice, s);
+            if (!e)
+                e = (cudaError_t)qh_cu_div127(s, out->quant.nested_absmax, (float *)(dev + l.off_nested127), l.n_nested);
         }
     }
     rc = qh_cu_be_err(e, "quantized weight upload");
@@ -170,7 +172,7 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_quantize(s, w->data, rows, cols, l.cols_pad, dev, out->quant.scale),
                               "int8 quantize");
         if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_i8_scale127(s, out->quant.scale, (float *)((char *)dev + l.off_scale127),
+            rc = qh_cu_be_err((cudaError_t)qh_cu_div127(s, out->quant.scale, (float *)((char *)dev + l.off_scale127),
                                                              rows),
                               "int8 scales");
     } else if (!double_quant) {
@@ -194,6 +196,10 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
             rc = qh_cu_be_err(cudaMemcpyAsync(out->quant.nested_absmax, nested, sizeof(float) * (size_t)l.n_nested,
                                               cudaMemcpyHostToDevice, s),
                               "upload");
+        if (!rc)
+            rc = qh_cu_be_err((cudaError_t)qh_cu_div127(s, out->quant.nested_absmax,
+                                                        (float *)((char *)dev + l.off_nested127), l.n_nested),
+                              "nf4 nested factors");
         if (!rc) rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize"); /* the host arrays go now */
         qh_cu_be_free(be, amax_dev, sizeof(float) * (size_t)l.n_blocks);
         free(amax), free(qa), free(nested);

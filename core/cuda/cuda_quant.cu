@@ -207,10 +207,10 @@ __global__ void i8_epilogue_kernel(const int32_t *acc, int64_t ldc, const float 
     }
 }
 
-__global__ void i8_scale127_kernel(const float *scb, float *f, int64_t n)
+__global__ void div127_kernel(const float *v, float *f, int64_t n)
 {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        f[i] = qh_i8_row_factor(scb[i]);
+        f[i] = qh_div127(v[i]);
 }
 
 /* The outlier columns j0 .. m-1 (m = *m_dev, read here: no host synchronisation) of a batch of
@@ -539,9 +539,9 @@ int qh_cu_i8_epilogue(cudaStream_t s, const int32_t *acc, int64_t ldc, const flo
     return (int)cudaGetLastError();
 }
 
-int qh_cu_i8_scale127(cudaStream_t s, const float *scb, float *f, int64_t n)
+int qh_cu_div127(cudaStream_t s, const float *v, float *f, int64_t n)
 {
-    if (n > 0) i8_scale127_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, s>>>(scb, f, n);
+    if (n > 0) div127_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, s>>>(v, f, n);
     return (int)cudaGetLastError();
 }
 

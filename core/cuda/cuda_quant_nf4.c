@@ -16,8 +16,11 @@
 
 static qh_cu_nf4 nf4_desc(const qh_tensor *w)
 {
+    qh_quant_dev_layout l;
+    qh_quant_dev_layout_of(w, &l); /* a device weight: its layout was checked when it was placed */
     qh_cu_nf4 d = {.codes = w->data, .absmax = w->quant.scale, .qabsmax = w->quant.qabsmax,
-                   .nested = w->quant.nested_absmax, .offset = w->quant.nested_offset,
+                   .nested127 = l.off_nested127 ? (const float *)((const char *)w->data + l.off_nested127) : NULL,
+                   .offset = w->quant.nested_offset,
                    .blocksize = w->quant.blocksize, .blocksize_shift = -1, .nested_shift = 0};
     for (int b = QH_NF4_NESTED_BLOCK; b > 1; b >>= 1) d.nested_shift++;
     if (!(d.blocksize & (d.blocksize - 1)))
