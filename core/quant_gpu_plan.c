@@ -45,7 +45,8 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l)
 static size_t nf4_small_smem(int token_tiles, int rows)
 {
     size_t x = 2 * (size_t)token_tiles * 8 * (size_t)qh_nf4_small_xld(token_tiles) * 2;
-    size_t main = QH_NF4_SMALL_LUT_BYTES + x + (size_t)rows * QH_NF4_SMALL_AMAX_LD * 4;
+    /* 1024 spare bytes: the warpgroup products' x tiles start 1024-byte aligned */
+    size_t main = QH_NF4_SMALL_LUT_BYTES + 1024 + x + (size_t)rows * QH_NF4_SMALL_AMAX_LD * 4;
     /* after the main loop the table and x buffers hold the block's partial sums, fp32
      * [tokens][rows + 4]; they always fit there */
     return main;

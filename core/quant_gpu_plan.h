@@ -43,11 +43,13 @@ int qh_quant_dev_layout_of(const qh_tensor *w, qh_quant_dev_layout *l);
  * memory, in split order (no atomics, no second kernel). The input goes through shared memory in
  * chunks of QH_NF4_SMALL_CHUNK steps of 64 columns (half that beyond 32 tokens), two buffers.
  * Shared memory per block: the code byte -> two fp16 levels table (one copy per lane:
- * bank-conflict free), the x buffers ([token_tiles * 8][qh_nf4_small_xld(token_tiles)] fp16
- * each), the absmax of each row and step of the block ([rows][QH_NF4_SMALL_AMAX_LD] half2). Two
- * blocks fit on an H100 multiprocessor (83-84 KB each at 32 or 64 tokens, up to 128 registers a
- * thread). Beyond 32 tokens only 128 rows per block, each thread has 4 steps of codes in flight
- * instead of 8 (the accumulators take the registers). */
+ * bank-conflict free), 1024 spare bytes (sm_90a code stages x for warpgroup products in
+ * 1024-byte aligned tiles, a little smaller than the buffers below), the x buffers
+ * ([token_tiles * 8][qh_nf4_small_xld(token_tiles)] fp16 each), the absmax of each row and step
+ * of the block ([rows][QH_NF4_SMALL_AMAX_LD] half2). Two blocks fit on an H100 multiprocessor
+ * (84-85 KB each at 32 or 64 tokens, up to 128 registers a thread). Beyond 32 tokens only 128
+ * rows per block, each thread has 4 steps of codes in flight instead of 8 (the accumulators take
+ * the registers). */
 #define QH_NF4_SMALL_MAX_TOKENS 64
 #define QH_NF4_SMALL_MAX_WEIGHTS 3
 #define QH_NF4_SMALL_KSTEP 64

@@ -87,6 +87,11 @@ __device__ __forceinline__ void qh_cp_async16(void *smem_dst, const void *gmem_s
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(qh_smem_u32(smem_dst)), "l"(gmem_src));
 }
+/* 4 bytes (both addresses 4-byte aligned), through L1: the permuted x staging of the nf4 kernel */
+__device__ __forceinline__ void qh_cp_async4(void *smem_dst, const void *gmem_src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(qh_smem_u32(smem_dst)), "l"(gmem_src));
+}
 __device__ __forceinline__ void qh_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void qh_cp_async_wait()

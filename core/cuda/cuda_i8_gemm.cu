@@ -23,6 +23,7 @@
  * The numbers are those of cuBLASLt + i8_epilogue_kernel bit for bit (integer sums are exact). */
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
+#include "cuda_wgmma.cuh"
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -78,25 +79,6 @@ __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint
                  "l"((uint64_t)map), "r"(qh_smem_u32(bar)), "r"(x), "r"(y)
                  : "memory");
 }
-
-/* Shared-memory matrix descriptor of a K-major operand in the 128-byte swizzle: rows of 128
- * bytes, 8-row groups 1024 bytes apart (the stride byte offset); the leading byte offset is not
- * used by this layout. Advancing 32 codes along K adds 32 bytes to the start address. */
-__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr)
-{
-    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
-           ((uint64_t)1 << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait()
-{
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-/* Keeps the compiler from reading an accumulator before the wgmma that writes it has finished. */
-__device__ __forceinline__ void reg_fence(int32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
 
 /* D[64 x 256] (+)= A[64 x 32] B[256 x 32]^T, int8 -> int32: one warpgroup, both operands from shared
  * memory (descriptors). d: this thread's 128 accumulators (layout: see epilogue). */
@@ -308,18 +290,18 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int s = it % STAGES;
             mbar_wait(&full[s], (it / STAGES) & 1);
             const uint32_t a = qh_smem_u32(smem + s * STAGE_BYTES) + cw * 64 * BK, b = qh_smem_u32(smem + s * STAGE_BYTES + A_BYTES);
-            wgmma_fence();
+            qh_wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < BK / 32; kk++)
-                wgmma_s8_m64n256k32(d, sw128_desc(a + 32 * kk), sw128_desc(b + 32 * kk), kt > 0 || kk > 0);
-            wgmma_commit();
-            wgmma_wait<1>();
+                wgmma_s8_m64n256k32(d, qh_wgmma_sw128_desc(a + 32 * kk), qh_wgmma_sw128_desc(b + 32 * kk), kt > 0 || kk > 0);
+            qh_wgmma_commit();
+            qh_wgmma_wait<1>();
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
             prev = s;
         }
-        wgmma_wait<0>();
+        qh_wgmma_wait<0>();
 #pragma unroll
-        for (int r = 0; r < 128; r++) reg_fence(d[r]);
+        for (int r = 0; r < 128; r++) qh_reg_fence(d[r]);
         if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
         /* Two buffers: a thread writes this tile's after the barrier of the tile before, which
          * every thread of the warpgroup passed only after the epilogue that read this buffer last. */

@@ -4,16 +4,20 @@
  * once, straight into registers, and multiplied on tensor cores (mma.sync m16n8k16) without an
  * fp16 copy of the weight (which costs more than the product at these sizes); one launch serves
  * q, k and v, one gate and up. Plan and shared-memory layout: ../quant_gpu_plan.h; measurements:
- * bench/NOTES.md (sessions 5 and 8).
+ * bench/NOTES.md (sessions 5, 8, 10 and 11).
  *
  * A thread block of 8 warps covers `rows` weight rows (16 or 32 per warp) over the columns of
  * its split. Each thread turns its code bytes into A fragments with one table look-up per byte
  * (two fp16 levels) and one multiply by the row's absmax (fp16, as the dequantized weight of
  * the large-batch path: fp16(level * absmax)). A thread's fragment columns are a permutation of
- * 16 consecutive input columns (its 8 code bytes per 64-column step), and the x fragments it
- * reads from shared memory follow the same permutation, so the sum over the columns is
- * unchanged. x goes through shared memory in chunks of 256 columns (128 beyond 32 tokens), two
- * buffers (cp.async).
+ * 16 consecutive input columns (its 8 code bytes per 64-column step), and x follows the same
+ * permutation, so the sum over the columns is unchanged. x goes through shared memory in chunks
+ * of 256 columns (128 beyond 32 tokens), two buffers (cp.async). With sm_90a code and 16 rows a
+ * warp (the default), each warpgroup multiplies its 64 rows by warpgroup products (wgmma, A from
+ * registers, x read by the tensor cores from a 128-byte-swizzled tile staged already permuted,
+ * 4 bytes a copy); otherwise each warp reads its x fragments (permuted) from shared memory for
+ * mma.sync. The warpgroup products take the x fragments' shared-memory reads (two thirds of the
+ * loop's) off the warps: 8% less time a layer at 30 and 48 tokens (bench/NOTES.md, session 11).
  *
  * The splits of a row tile are one thread-block cluster: after the main loop each block leaves
  * its partial sums in its shared memory, and each block of the cluster adds up a share of the
@@ -28,6 +32,7 @@
 #include "../quant_gpu_plan.h"
 #include "cuda_device_math.cuh"
 #include "cuda_internal.h"
+#include "cuda_wgmma.cuh"
 
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -41,6 +46,20 @@ namespace {
 constexpr int WARPS = 8, THREADS = 32 * WARPS, KSTEP = QH_NF4_SMALL_KSTEP;
 constexpr int AMAX_LD = QH_NF4_SMALL_AMAX_LD, LUT_WORDS = QH_NF4_SMALL_LUT_BYTES / 4;
 constexpr int MAXW = QH_NF4_SMALL_MAX_WEIGHTS, MAXS = QH_NF4_SMALL_MAX_SPLITS;
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL /* compiling sm_90a code */
+constexpr bool HAVE_WGMMA = true;
+#else
+constexpr bool HAVE_WGMMA = false;
+#endif
+
+/* Where a warpgroup product (wgmma) reads x, the 64 columns of a step are staged permuted: the
+ * product takes k in its natural order, and a thread's A fragments hold the permuted columns its
+ * code bytes give (see the file comment). Logical 2-column unit u of a step (columns 2u, 2u + 1 of
+ * the 64, k-substep u / 8) holds x's columns col(u), col(u) + 1 of the step. */
+__device__ __forceinline__ int wg_unit_col(int u)
+{
+    return 16 * (u & 3) + 8 * ((u >> 4) & 1) + 4 * ((u >> 3) & 1) + 2 * ((u >> 2) & 1);
+}
 
 struct small_args {
     qh_cu_nf4 w[MAXW];
@@ -79,7 +98,10 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     static_assert(R == 128 || R == 256, "rows per block");
     /* steps of codes each thread has in flight (at 32 tokens 4 measured slower; beyond 32 tokens
      * the accumulators need the registers) */
-    constexpr int G = NT > 4 ? 4 : 8 / MT;
+    /* 16 rows a warp on Hopper (sm_90a): warpgroup products from a swizzled x tile; else mma.sync
+     * with x fragments read from shared memory by each warp */
+    constexpr bool WG = HAVE_WGMMA && MT == 1;
+    constexpr int G = WG || NT > 4 ? 4 : 8 / MT;
     static_assert(NT <= 4 || MT == 1, "beyond 32 tokens 16 rows a warp");
     /* steps per x chunk and halves per staged x row (the plan's rule, ../quant_gpu_plan.h) */
     constexpr int CHUNK = QH_NF4_SMALL_CHUNK_OF(NT), XLD = QH_NF4_SMALL_XLD_OF(NT);
@@ -88,7 +110,12 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     extern __shared__ __align__(16) unsigned char smem[];
     uint32_t *lut = reinterpret_cast<uint32_t *>(smem);
     __half *xbuf = reinterpret_cast<__half *>(smem + LUT_WORDS * 4);
-    __half2 *amx = reinterpret_cast<__half2 *>(smem + LUT_WORDS * 4 + 2 * NT * 8 * XLD * 2);
+    /* the warpgroup products' x: a 1024-byte aligned tile [8NT tokens][128 bytes] per step, CHUNK
+     * steps a buffer (the plan's 1024 spare bytes are the alignment) */
+    constexpr int WG_TILE = NT * 1024, WG_BUF = CHUNK * WG_TILE;
+    const uint32_t wg_x = (qh_smem_u32(smem + LUT_WORDS * 4) + 1023) & ~1023u;
+    unsigned char *wg_xp = smem + (wg_x - qh_smem_u32(smem));
+    __half2 *amx = reinterpret_cast<__half2 *>(smem + LUT_WORDS * 4 + 1024 + 2 * NT * 8 * XLD * 2);
     float *red = reinterpret_cast<float *>(smem); /* after the main loop, over table and x */
     __shared__ float lv[16];
 
@@ -133,12 +160,34 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     /* x staging: warp w copies token rows w, w + 8, ..., lane l the 16 bytes at 8l of the chunk */
     const __half *xsrc = a.x + (int64_t)warp * k + kb + 8 * lane;
     __half *xdst = xbuf + warp * XLD + 8 * lane;
+    /* warpgroup layout: warp w copies token rows w, w + 8, ... of every step, lane l the unit l
+     * (4 bytes) of the step's permuted 128 bytes, into its swizzled place (row w % 8 = w of an
+     * 8-row group) */
+    const uint32_t wg_dst = qh_sw128_offset(warp, 4 * lane);
+    const __half *wg_src = a.x + (int64_t)warp * k + kb + wg_unit_col(lane);
+    const int64_t wg_k8 = 8 * k;                     /* 8 token rows */
+    const int wg_rows = (a.t - warp + 7) / 8;        /* this warp's token rows: warp + 8i, i < wg_rows */
     auto stage = [&](int c, int buf) { /* x[:t, chunk c of the split] -> buffer buf */
         const int c0 = c * CHUNK * KSTEP, cl = klen - c0 < CHUNK * KSTEP ? klen - c0 : CHUNK * KSTEP;
-        if (8 * lane < cl) {
+        if constexpr (WG) {
+            const int ns = cl / KSTEP;
+            unsigned char *dst = wg_xp + buf * WG_BUF + wg_dst;
+            const __half *src = wg_src + c0;
+#pragma unroll
+            for (int i = 0; i < NT; i++, src += wg_k8) /* token rows warp + 8i: row warp of group i */
+                if (i < wg_rows) {
+                    if (ns == CHUNK) {
+#pragma unroll
+                        for (int j = 0; j < CHUNK; j++) qh_cp_async4(dst + j * WG_TILE + i * 1024, src + j * KSTEP);
+                    } else {
+                        for (int j = 0; j < ns; j++) qh_cp_async4(dst + j * WG_TILE + i * 1024, src + j * KSTEP);
+                    }
+                }
+        } else if (8 * lane < cl) {
 #pragma unroll
             for (int u = 0; u < NT; u++)
-                if (warp + 8 * u < a.t) qh_cp_async16(xdst + buf * NT * 8 * XLD + 8 * u * XLD, xsrc + (int64_t)8 * u * k + c0);
+                if (warp + 8 * u < a.t)
+                    qh_cp_async16(xdst + buf * NT * 8 * XLD + 8 * u * XLD, xsrc + (int64_t)8 * u * k + c0);
         }
         qh_cp_async_commit();
     };
@@ -146,9 +195,18 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
     qh_pdl_trigger();
     load(0);
     /* token rows past t stay zero in both buffers */
-    for (int i = tid; i < 2 * (NT * 8 - a.t) * (XLD / 2); i += THREADS) {
-        const int b = i / ((NT * 8 - a.t) * (XLD / 2)), rest = i - b * ((NT * 8 - a.t) * (XLD / 2));
-        reinterpret_cast<uint32_t *>(xbuf + b * NT * 8 * XLD + (a.t + rest / (XLD / 2)) * XLD)[rest % (XLD / 2)] = 0u;
+    if constexpr (WG) {
+        const int pad = NT * 8 - a.t; /* rows of 128 bytes: 32 words */
+        for (int i = tid; i < 2 * CHUNK * pad * 32; i += THREADS) {
+            const int tile = i / (pad * 32), rest = i - tile * (pad * 32), n = a.t + rest / 32;
+            reinterpret_cast<uint32_t *>(wg_xp + tile * WG_TILE + (n >> 3) * 1024 + (n & 7) * 128)[rest % 32] = 0u;
+        }
+    } else {
+        for (int i = tid; i < 2 * (NT * 8 - a.t) * (XLD / 2); i += THREADS) {
+            const int b = i / ((NT * 8 - a.t) * (XLD / 2)), rest = i - b * ((NT * 8 - a.t) * (XLD / 2));
+            uint32_t *row = reinterpret_cast<uint32_t *>(xbuf + b * NT * 8 * XLD + (a.t + rest / (XLD / 2)) * XLD);
+            row[rest % (XLD / 2)] = 0u;
+        }
     }
     if (tid < 16) lv[tid] = a.levels[tid];
     /* absmax of (row, step), double quantization decoded here once */
@@ -230,6 +288,7 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
             if (st >= steps) break;
             const int c = st / CHUNK;
             if (st % CHUNK == 0) { /* x chunk c: the buffer of chunk c - 1 gets chunk c + 1 */
+                if constexpr (WG) qh_wgmma_wait<0>(); /* this warp's products of chunk c - 1 are done */
                 __syncthreads();   /* everyone is done with chunk c - 1 (first time: table, absmax) */
                 if (c + 1 < chunks) {
                     stage(c + 1, (c + 1) & 1);
@@ -237,41 +296,78 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                 } else {
                     qh_cp_async_wait<0>();
                 }
+                /* the copies (and the zero rows) visible to the products' reads (the async proxy) */
+                if constexpr (WG) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 __syncthreads(); /* chunk c visible to all */
             }
-            __half2 sc[MT][2];
+            if constexpr (WG) {
+                /* the step's four k-substeps (2sp + half) as A fragments from the table as below,
+                 * then four warpgroup products on the step's x tile (k-substep s at 32 s bytes),
+                 * waited for before the next step's look-ups: ptxas serializes products whose
+                 * register operands are written while earlier ones are in flight (C7513), so the
+                 * overlap comes from the other warps. (Two steps a wait measured slower: bench/NOTES.md.) */
+                const __half2 s0h = amx[(wlr + g) * AMAX_LD + st], s1h = amx[(wlr + 8 + g) * AMAX_LD + st];
+                unsigned A[4][4];
 #pragma unroll
-            for (int j = 0; j < MT; j++)
+                for (int sp = 0; sp < 2; sp++)
 #pragma unroll
-                for (int h = 0; h < 2; h++) sc[j][h] = amx[(wlr + 16 * j + 8 * h + g) * AMAX_LD + st];
-            const __half *xs = xbuf + (c & 1) * NT * 8 * XLD + (st - c * CHUNK) * KSTEP + 16 * q;
-#pragma unroll
-            for (int sp = 0; sp < 2; sp++) {
-                uint4 bq[NT]; /* x fragments of k-steps 2sp and 2sp + 1 */
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-                    bq[nt] = *reinterpret_cast<const uint4 *>(xs + (nt * 8 + g) * XLD + 8 * sp);
-#pragma unroll
-                for (int half = 0; half < 2; half++) {
-                    unsigned A[MT][4];
-#pragma unroll
-                    for (int j = 0; j < MT; j++) {
-                        const unsigned lw = sp == 0 ? cur[u][j][0].x : cur[u][j][0].y;
-                        const unsigned hw = sp == 0 ? cur[u][j][1].x : cur[u][j][1].y;
-                        A[j][0] = level_pair(lut_lane, lw, 2 * half, sc[j][0]);
-                        A[j][1] = level_pair(lut_lane, hw, 2 * half, sc[j][1]);
-                        A[j][2] = level_pair(lut_lane, lw, 2 * half + 1, sc[j][0]);
-                        A[j][3] = level_pair(lut_lane, hw, 2 * half + 1, sc[j][1]);
+                    for (int half = 0; half < 2; half++) {
+                        const unsigned lw = sp == 0 ? cur[u][0][0].x : cur[u][0][0].y;
+                        const unsigned hw = sp == 0 ? cur[u][0][1].x : cur[u][0][1].y;
+                        unsigned(&f)[4] = A[2 * sp + half];
+                        f[0] = level_pair(lut_lane, lw, 2 * half, s0h);
+                        f[1] = level_pair(lut_lane, hw, 2 * half, s1h);
+                        f[2] = level_pair(lut_lane, lw, 2 * half + 1, s0h);
+                        f[3] = level_pair(lut_lane, hw, 2 * half + 1, s1h);
                     }
+                const uint32_t tile = wg_x + (c & 1) * WG_BUF + (st - c * CHUNK) * WG_TILE;
+                qh_wgmma_fence();
 #pragma unroll
-                    for (int nt = 0; nt < NT; nt++) {
-                        const uint2 bv = half ? make_uint2(bq[nt].z, bq[nt].w) : make_uint2(bq[nt].x, bq[nt].y);
+                for (int s4 = 0; s4 < 4; s4++) qh_wgmma_f16_rA<NT>(acc[0], A[s4], qh_wgmma_sw128_desc(tile + 32 * s4));
+                qh_wgmma_commit();
+                qh_wgmma_wait<0>();
+            } else {
+                __half2 sc[MT][2];
 #pragma unroll
-                        for (int j = 0; j < MT; j++) qh_mma16816(acc[j][nt], A[j], bv);
+                for (int j = 0; j < MT; j++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) sc[j][h] = amx[(wlr + 16 * j + 8 * h + g) * AMAX_LD + st];
+                const __half *xs = xbuf + (c & 1) * NT * 8 * XLD + (st - c * CHUNK) * KSTEP + 16 * q;
+#pragma unroll
+                for (int sp = 0; sp < 2; sp++) {
+                    uint4 bq[NT]; /* x fragments of k-steps 2sp and 2sp + 1 */
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+                        bq[nt] = *reinterpret_cast<const uint4 *>(xs + (nt * 8 + g) * XLD + 8 * sp);
+#pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        unsigned A[MT][4];
+#pragma unroll
+                        for (int j = 0; j < MT; j++) {
+                            const unsigned lw = sp == 0 ? cur[u][j][0].x : cur[u][j][0].y;
+                            const unsigned hw = sp == 0 ? cur[u][j][1].x : cur[u][j][1].y;
+                            A[j][0] = level_pair(lut_lane, lw, 2 * half, sc[j][0]);
+                            A[j][1] = level_pair(lut_lane, hw, 2 * half, sc[j][1]);
+                            A[j][2] = level_pair(lut_lane, lw, 2 * half + 1, sc[j][0]);
+                            A[j][3] = level_pair(lut_lane, hw, 2 * half + 1, sc[j][1]);
+                        }
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++) {
+                            const uint2 bv = half ? make_uint2(bq[nt].z, bq[nt].w) : make_uint2(bq[nt].x, bq[nt].y);
+#pragma unroll
+                            for (int j = 0; j < MT; j++) qh_mma16816(acc[j][nt], A[j], bv);
+                        }
                     }
                 }
             }
         }
+    }
+    if constexpr (WG) {
+        qh_wgmma_wait<0>();
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) qh_reg_fence(acc[0][nt][e]);
     }
     __syncthreads(); /* the table and x buffers take the partial sums now */
 
