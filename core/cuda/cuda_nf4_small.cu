@@ -96,11 +96,12 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int R = WARPS * 16 * MT; /* rows per block: 128 or 256 */
     static_assert(R == 128 || R == 256, "rows per block");
-    /* steps of codes each thread has in flight (at 32 tokens 4 measured slower; beyond 32 tokens
-     * the accumulators need the registers) */
-    /* 16 rows a warp on Hopper (sm_90a): warpgroup products from a swizzled x tile; else mma.sync
+    /* 16 rows a warp in sm_90a code: warpgroup products from a swizzled x tile; else mma.sync
      * with x fragments read from shared memory by each warp */
     constexpr bool WG = HAVE_WGMMA && MT == 1;
+    /* steps of codes each thread has in flight: mma.sync 8 up to 32 tokens (4 measured slower;
+     * beyond 32 tokens the accumulators need the registers), warpgroup products 4 (8 measured
+     * slower at 30 tokens, bench/NOTES.md session 11) */
     constexpr int G = WG || NT > 4 ? 4 : 8 / MT;
     static_assert(NT <= 4 || MT == 1, "beyond 32 tokens 16 rows a warp");
     /* steps per x chunk and halves per staged x row (the plan's rule, ../quant_gpu_plan.h) */
@@ -165,8 +166,8 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
      * 8-row group) */
     const uint32_t wg_dst = qh_sw128_offset(warp, 4 * lane);
     const __half *wg_src = a.x + (int64_t)warp * k + kb + wg_unit_col(lane);
-    const int64_t wg_k8 = 8 * k;                     /* 8 token rows */
-    const int wg_rows = (a.t - warp + 7) / 8;        /* this warp's token rows: warp + 8i, i < wg_rows */
+    const int64_t wg_k8 = 8 * k;              /* 8 token rows */
+    const int wg_rows = (a.t - warp + 7) / 8; /* this warp's token rows: warp + 8i, i < wg_rows */
     auto stage = [&](int c, int buf) { /* x[:t, chunk c of the split] -> buffer buf */
         const int c0 = c * CHUNK * KSTEP, cl = klen - c0 < CHUNK * KSTEP ? klen - c0 : CHUNK * KSTEP;
         if constexpr (WG) {
@@ -288,7 +289,9 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
             if (st >= steps) break;
             const int c = st / CHUNK;
             if (st % CHUNK == 0) { /* x chunk c: the buffer of chunk c - 1 gets chunk c + 1 */
-                if constexpr (WG) qh_wgmma_wait<0>(); /* this warp's products of chunk c - 1 are done */
+                /* this warp's products of chunk c - 1 are done (each step waits for its own; this
+                 * keeps the barrier's promise independent of that) */
+                if constexpr (WG) qh_wgmma_wait<0>();
                 __syncthreads();   /* everyone is done with chunk c - 1 (first time: table, absmax) */
                 if (c + 1 < chunks) {
                     stage(c + 1, (c + 1) & 1);
@@ -305,7 +308,7 @@ __global__ void __launch_bounds__(THREADS, 2) nf4_small_kernel(const __grid_cons
                  * then four warpgroup products on the step's x tile (k-substep s at 32 s bytes),
                  * waited for before the next step's look-ups: ptxas serializes products whose
                  * register operands are written while earlier ones are in flight (C7513), so the
-                 * overlap comes from the other warps. (Two steps a wait measured slower: bench/NOTES.md.) */
+                 * overlap comes from the other warps (two steps a wait measured slower, NOTES) */
                 const __half2 s0h = amx[(wlr + g) * AMAX_LD + st], s1h = amx[(wlr + 8 + g) * AMAX_LD + st];
                 unsigned A[4][4];
 #pragma unroll
