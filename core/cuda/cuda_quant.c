@@ -100,6 +100,19 @@ static void dev_tensor(const qh_tensor *like, const qh_quant_dev_layout *l, char
     out->quant.nested_absmax = l->off_nested ? (float *)(dev + l->off_nested) : NULL;
 }
 
+/* The parts of layout l derived on the device from parts already there: int8's SCB / 127 and
+ * nf4's nested absmax / 127 (the factors the kernels multiply by, divided once). One place for
+ * both ways a weight arrives: uploaded, or quantized on the GPU. */
+static cudaError_t derive_factors(cudaStream_t s, const qh_tensor *out, const qh_quant_dev_layout *l)
+{
+    char *dev = out->data;
+    if (l->off_scale127 && out->shape[0] > 0)
+        return (cudaError_t)qh_cu_div127(s, out->quant.scale, (float *)(dev + l->off_scale127), out->shape[0]);
+    if (l->off_nested127 && l->n_nested > 0)
+        return (cudaError_t)qh_cu_div127(s, out->quant.nested_absmax, (float *)(dev + l->off_nested127), l->n_nested);
+    return cudaSuccess;
+}
+
 int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
 {
     qh_quant_dev_layout l;
@@ -121,7 +134,6 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
                                   cudaMemcpyHostToDevice, s);
         if (!e && rows)
             e = cudaMemcpyAsync(out->quant.scale, host->quant.scale, (size_t)rows * sizeof(float), cudaMemcpyHostToDevice, s);
-        if (!e && rows) e = (cudaError_t)qh_cu_div127(s, out->quant.scale, (float *)(dev + l.off_scale127), rows);
     } else {
         if (l.codes_bytes) e = cudaMemcpyAsync(dev, host->data, l.codes_bytes, cudaMemcpyHostToDevice, s);
         if (!e && l.n_blocks && out->quant.scale)
@@ -132,10 +144,9 @@ int qh_cu_quant_weight(qh_backend *be, const qh_tensor *host, qh_tensor *out)
             if (!e)
                 e = cudaMemcpyAsync(out->quant.nested_absmax, host->quant.nested_absmax,
                                     (size_t)l.n_nested * sizeof(float), cudaMemcpyHostToDevice, s);
-            if (!e)
-                e = (cudaError_t)qh_cu_div127(s, out->quant.nested_absmax, (float *)(dev + l.off_nested127), l.n_nested);
         }
     }
+    if (!e) e = derive_factors(s, out, &l);
     rc = qh_cu_be_err(e, "quantized weight upload");
     if (rc) {
         qh_cu_be_free(be, dev, l.total);
@@ -171,10 +182,6 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
         if (!rc)
             rc = qh_cu_be_err((cudaError_t)qh_cu_i8_quantize(s, w->data, rows, cols, l.cols_pad, dev, out->quant.scale),
                               "int8 quantize");
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_div127(s, out->quant.scale, (float *)((char *)dev + l.off_scale127),
-                                                             rows),
-                              "int8 scales");
     } else if (!double_quant) {
         rc = qh_cu_be_err((cudaError_t)qh_cu_nf4_quantize(s, w->data, n, blocksize, dev, out->quant.scale), "nf4 quantize");
     } else {
@@ -196,14 +203,11 @@ int qh_cuda_quantize(qh_backend *be, const qh_tensor *w, qh_dtype dt, int blocks
             rc = qh_cu_be_err(cudaMemcpyAsync(out->quant.nested_absmax, nested, sizeof(float) * (size_t)l.n_nested,
                                               cudaMemcpyHostToDevice, s),
                               "upload");
-        if (!rc)
-            rc = qh_cu_be_err((cudaError_t)qh_cu_div127(s, out->quant.nested_absmax,
-                                                        (float *)((char *)dev + l.off_nested127), l.n_nested),
-                              "nf4 nested factors");
         if (!rc) rc = qh_cu_be_err(cudaStreamSynchronize(s), "synchronize"); /* the host arrays go now */
         qh_cu_be_free(be, amax_dev, sizeof(float) * (size_t)l.n_blocks);
         free(amax), free(qa), free(nested);
     }
+    if (!rc) rc = qh_cu_be_err(derive_factors(s, out, &l), "quantized weight factors");
     if (rc) {
         qh_cu_be_free(be, dev, l.total);
         out->data = NULL, out->owned = 0;

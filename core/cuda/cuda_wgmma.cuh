@@ -47,10 +47,9 @@ template <int N> __device__ __forceinline__ void qh_wgmma_wait()
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
-/* Pins a register operand of an asynchronous product: the compiler neither reads nor reuses it
- * across this point (an accumulator before the product's wait; an A fragment until then). */
+/* Pins an accumulator of an asynchronous product: the compiler does not read it before this
+ * point (placed after the product's wait). */
 __device__ __forceinline__ void qh_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
-__device__ __forceinline__ void qh_reg_fence(unsigned &r) { asm volatile("" : "+r"(r)::"memory"); }
 __device__ __forceinline__ void qh_reg_fence(int32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
 
 template <int NT>
